@@ -1,0 +1,48 @@
+"""The `polyspeech` command line: one Typer app, each verb delegating to a stage module.
+
+Heavy imports (torch, lhotse, transformers) happen inside the verbs, so `polyspeech --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from polyspeech_cli import __version__
+from polyspeech_cli.commands import codec, decode, lm, prepare, score, tokens
+
+app = typer.Typer(
+    name="polyspeech",
+    help="PolySpeech: one decoder-only multitask LM for ASR, TTS, LID and GID, with Kaldi/ESPnet-style recipes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+train_app = typer.Typer(help="Train models: the SSET codec or the multitask LM.", no_args_is_help=True)
+
+app.add_typer(prepare.app, name="prepare")
+app.command("extract-tokens")(tokens.extract_tokens)
+app.add_typer(train_app, name="train")
+train_app.command("codec")(codec.train_codec)
+train_app.command("lm")(lm.train_lm)
+app.command("decode")(decode.decode)
+app.command("score")(score.score)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"polyspeech {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """PolySpeech toolkit."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Corpus preparation: sources → validated Lhotse manifests."""

@@ -1,0 +1,240 @@
+"""`polyspeech prepare`: tsv and kaldi sources, splits, normalisation, re-runs, and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from lhotse import CutSet, load_manifest
+
+from conftest import HEADER, make_tsv_corpus, tone
+
+
+def manifests(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in data_dir.glob("*.jsonl.gz"))
+
+
+def assert_clean_failure(result, data_dir: Path, *needles: str) -> None:
+    """Non-zero exit, one error line naming what is wrong, and no manifest (or temp file) left."""
+    assert result.exit_code != 0, result.output
+    error_lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(error_lines) == 1, result.output
+    text = " ".join(result.output.split())
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in {result.output!r}"
+    assert not data_dir.exists() or not any(data_dir.iterdir()), list(data_dir.iterdir())
+
+
+def test_tsv_writes_lhotse_manifests_with_labels(tmp_path, run_cli):
+    corpus = make_tsv_corpus(tmp_path / "mycorpus", n=10, speakers=2)
+    data = tmp_path / "data"
+    result = run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "0.6,0.2,0.2")
+    assert result.exit_code == 0, result.output
+    names = manifests(data)
+    assert "mycorpus_cuts_train.jsonl.gz" in names and "mycorpus_recordings_train.jsonl.gz" in names
+    cuts = CutSet.from_file(data / "mycorpus_cuts_train.jsonl.gz")
+    sup = cuts[0].supervisions[0]
+    assert sup.language == "en" and sup.gender in ("M", "F") and sup.speaker.startswith("spk")
+    assert sup.text.startswith("hello world number")  # the default `asr` normalisation
+    assert cuts[0].load_audio().shape[0] == 1
+    total = sum(len(CutSet.from_file(data / f"mycorpus_cuts_{s}.jsonl.gz")) for s in ("train", "dev", "test") if (data / f"mycorpus_cuts_{s}.jsonl.gz").exists())
+    assert total == 10
+    assert "hours" in result.output and "train" in result.output
+
+
+def test_resampling_and_rerun_does_nothing(tmp_path, run_cli):
+    corpus = make_tsv_corpus(tmp_path / "c8k", n=4, speakers=1, sr=8000)
+    data = tmp_path / "data"
+    assert run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0").exit_code == 0
+    cut = CutSet.from_file(data / "c8k_cuts_train.jsonl.gz")[0]
+    assert cut.sampling_rate == 16000
+    assert cut.load_audio().shape[1] == pytest.approx(cut.duration * 16000, abs=2)
+    before = {p: p.stat().st_mtime_ns for p in data.glob("*.jsonl.gz")}
+    again = run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0")
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    assert before == {p: p.stat().st_mtime_ns for p in data.glob("*.jsonl.gz")}
+    # Changed options are not "already done".
+    changed = run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0", "--sample-rate", "0")
+    assert changed.exit_code == 0 and "nothing to do" not in changed.output
+    assert CutSet.from_file(data / "c8k_cuts_train.jsonl.gz")[0].sampling_rate == 8000
+
+
+def test_speaker_disjoint_split_keeps_both_genders(tmp_path, run_cli):
+    corpus = make_tsv_corpus(tmp_path / "many", n=40, speakers=10)
+    data = tmp_path / "data"
+    assert run_cli("prepare", "tsv", corpus, "-d", data).exit_code == 0
+    speakers = {}
+    for split in ("train", "dev", "test"):
+        cuts = CutSet.from_file(data / f"many_cuts_{split}.jsonl.gz")
+        speakers[split] = {c.supervisions[0].speaker for c in cuts}
+        assert {c.supervisions[0].gender for c in cuts} == {"M", "F"}, split
+    assert not speakers["train"] & speakers["test"] and not speakers["train"] & speakers["dev"]
+
+
+def test_text_normalisation_modes():
+    from polyspeech_cli.data.text import normalize_text
+
+    assert normalize_text("  It's  a TEST, isn't it?  ", "asr") == "it's a test isn't it"
+    assert normalize_text("ｆｕｌｌ　width", "nfkc") == "full width"
+    assert normalize_text("你好，世界。", "asr") == "你好 世界"
+    assert normalize_text("Keep As Is.", "none") == "Keep As Is."
+
+
+def write_kaldi_dir(root: Path, with_segments: bool = False) -> Path:
+    root.mkdir(parents=True)
+    audio = root / "audio"
+    audio.mkdir()
+    wav, text, utt2spk = [], [], []
+    for i in range(4):
+        sf.write(audio / f"r{i}.wav", tone(2.0, 16000, 150 + 30 * i), 16000)
+        wav.append(f"r{i} {audio / f'r{i}.wav'}")
+        spk = f"s{i % 2}"
+        if with_segments:
+            for j in range(2):
+                text.append(f"r{i}-{j} WORDS OF {i} {j}")
+                utt2spk.append(f"r{i}-{j} {spk}")
+        else:
+            text.append(f"r{i} WORDS OF {i}")
+            utt2spk.append(f"r{i} {spk}")
+    (root / "wav.scp").write_text("\n".join(wav) + "\n")
+    (root / "text").write_text("\n".join(text) + "\n")
+    (root / "utt2spk").write_text("\n".join(utt2spk) + "\n")
+    (root / "spk2gender").write_text("s0 f\ns1 m\n")
+    if with_segments:
+        segs = [f"r{i}-{j} r{i} {j * 1.0:.2f} {j * 1.0 + 0.9:.2f}" for i in range(4) for j in range(2)]
+        (root / "segments").write_text("\n".join(segs) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("with_segments", [False, True])
+def test_kaldi_dir(tmp_path, run_cli, with_segments):
+    kaldi = write_kaldi_dir(tmp_path / "kaldi", with_segments)
+    data = tmp_path / "data"
+    result = run_cli("prepare", "kaldi", kaldi, "-d", data, "--language", "de", "--split-ratios", "1,0,0", "--corpus", "k")
+    assert result.exit_code == 0, result.output
+    cuts = CutSet.from_file(data / "k_cuts_train.jsonl.gz")
+    assert len(cuts) == (8 if with_segments else 4)
+    sups = [c.supervisions[0] for c in cuts]
+    assert {s.language for s in sups} == {"de"} and {s.gender for s in sups} == {"M", "F"}
+    if with_segments:
+        assert all(abs(c.duration - 0.9) < 1e-6 for c in cuts)
+        assert cuts[0].load_audio().shape[1] == pytest.approx(0.9 * 16000, abs=2)
+
+
+def test_kaldi_without_language_is_an_error(tmp_path, run_cli):
+    kaldi = write_kaldi_dir(tmp_path / "kaldi")
+    result = run_cli("prepare", "kaldi", kaldi, "-d", tmp_path / "data")
+    assert_clean_failure(result, tmp_path / "data", "--language")
+
+
+# ---- bad input: each case gives one clear error line, a non-zero exit and no manifest --------
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+BAD_CASES = {
+    "duplicate utt_id": (lambda root: None, ["u0\taudio/u0.flac\tspk0\tF\ten\t1.00\tagain"], ["duplicate utt_id 'u0'", "manifest.tsv:"]),
+    "unknown language": (lambda root: None, ["x1\taudio/u1.flac\tspk0\tF\txx\t1.00\thi"], ["unknown language code 'xx'", "ISO 639-1"]),
+    "zero duration": (lambda root: None, ["x1\taudio/u1.flac\tspk0\tF\ten\t0\thi"], ["duration 0.0 is not positive"]),
+    "negative duration": (lambda root: None, ["x1\taudio/u1.flac\tspk0\tF\ten\t-2\thi"], ["duration -2.0 is not positive"]),
+    "truncated flac": (lambda root: _truncate(root / "audio" / "u1.flac"), [], ["u1.flac", "corrupt or truncated audio"]),
+    "truncated wav": (lambda root: (sf.write(root / "audio" / "t.wav", tone(2.0), 16000), _truncate(root / "audio" / "t.wav")), ["t\taudio/t.wav\tspk0\tF\ten\t2\thi"], ["t.wav", "truncated WAV"]),
+    "not audio": (lambda root: (root / "audio" / "n.flac").write_text("this is not audio"), ["n\taudio/n.flac\tspk0\tF\ten\t1\thi"], ["n.flac", "not a readable audio file"]),
+    "missing audio": (lambda root: None, ["m\taudio/missing.flac\tspk0\tF\ten\t1\thi"], ["missing.flac", "audio file not found"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_item_fails_cleanly_then_skip_bad_drops_it(tmp_path, run_cli, case):
+    damage, rows, needles = BAD_CASES[case]
+    corpus = make_tsv_corpus(tmp_path / "bad", n=4, rows=rows)
+    damage(corpus)
+    data = tmp_path / "data"
+    assert_clean_failure(run_cli("prepare", "tsv", corpus, "-d", data), data, *needles)
+    skipped = run_cli("prepare", "tsv", corpus, "-d", data, "--skip-bad", "--split-ratios", "1,0,0")
+    assert skipped.exit_code == 0, skipped.output
+    assert "dropped 1 bad item" in " ".join(skipped.output.split())
+    assert len(CutSet.from_file(data / "bad_cuts_train.jsonl.gz")) == (4 if rows else 3)
+    done = json.loads((data / ".bad.prepare.done").read_text())
+    assert len(done["dropped"]) == 1
+
+
+def test_unreadable_text_encoding(tmp_path, run_cli):
+    corpus = make_tsv_corpus(tmp_path / "enc", n=3)
+    with open(corpus / "manifest.tsv", "ab") as f:
+        f.write("u9\taudio/u0.flac\tspk0\tF\tzh\t1\t你好世界\n".encode("gb18030"))
+    data = tmp_path / "data"
+    assert_clean_failure(run_cli("prepare", "tsv", corpus, "-d", data), data, "manifest.tsv:5", "not valid UTF-8", "iconv")
+    assert run_cli("prepare", "tsv", corpus, "-d", data, "--skip-bad", "--split-ratios", "1,0,0").exit_code == 0
+
+
+def test_missing_corpus_dir(tmp_path, run_cli):
+    data = tmp_path / "data"
+    assert_clean_failure(run_cli("prepare", "tsv", tmp_path / "nope", "-d", data), data, "corpus directory not found", "nope")
+    assert_clean_failure(run_cli("prepare", "kaldi", tmp_path / "nope", "-d", data, "--language", "en"), data, "Kaldi data directory not found")
+    assert_clean_failure(run_cli("prepare", "librispeech", tmp_path / "nope", "-d", data), data, "--download")
+
+
+def test_empty_manifest(tmp_path, run_cli):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "manifest.tsv").write_text(HEADER)
+    data = tmp_path / "data"
+    assert_clean_failure(run_cli("prepare", "tsv", tmp_path / "empty", "-d", data), data, "manifest.tsv", "no usable utterances")
+    (tmp_path / "nohead").mkdir()
+    (tmp_path / "nohead" / "manifest.tsv").write_text("")
+    assert_clean_failure(run_cli("prepare", "tsv", tmp_path / "nohead", "-d", data), data, "header lacks column")
+
+
+def test_bad_options(tmp_path, run_cli):
+    corpus = make_tsv_corpus(tmp_path / "c", n=3)
+    data = tmp_path / "data"
+    assert_clean_failure(run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "0.5,0.1"), data, "--split-ratios")
+    assert_clean_failure(run_cli("prepare", "tsv", corpus, "-d", data, "--text-norm", "lower"), data, "--text-norm")
+
+
+def test_failure_midway_leaves_no_partial_manifest(tmp_path, monkeypatch):
+    """A crash while writing the second split leaves the first split's files whole and no temp files."""
+    from polyspeech_cli.data import manifests as m
+
+    corpus = make_tsv_corpus(tmp_path / "c", n=10, speakers=1)
+    data = tmp_path / "data"
+    real = m.CutSet.to_file
+    calls = {"n": 0}
+
+    def flaky(self, path):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with gzip.open(path, "wt") as f:
+                f.write('{"half": ')
+            raise KeyboardInterrupt
+        return real(self, path)
+
+    monkeypatch.setattr(m.CutSet, "to_file", flaky)
+    from polyspeech_cli.data.tsv import prepare_tsv
+    from polyspeech_cli.data.validate import BadItems
+    from polyspeech_cli.prepare import PrepareOptions, run_prepare
+
+    with pytest.raises(KeyboardInterrupt):
+        run_prepare("tsv", lambda bad: prepare_tsv(corpus, bad), PrepareOptions(data, "c"), {})
+    assert not list(data.glob(".tmp*")), list(data.iterdir())
+    for p in data.glob("*.jsonl.gz"):
+        load_manifest(p)  # every file that exists is complete
+    assert not (data / ".c.prepare.done").exists()
+
+
+def test_shared_sets_prepare(tmp_path, run_cli, shared_dir):
+    """Every set in ../shared/data prepares (FSDD is 8 kHz and LJSpeech 22.05 kHz with mp3/flac/wav)."""
+    data = tmp_path / "data"
+    for tsv_dir in sorted(p for p in (shared_dir / "data").iterdir() if (p / "manifest.tsv").is_file()):
+        result = run_cli("prepare", "tsv", tsv_dir, "-d", data)
+        assert result.exit_code == 0, (tsv_dir.name, result.output)
+        cuts = CutSet.from_file(data / f"{tsv_dir.name}_cuts_train.jsonl.gz")
+        assert cuts[0].sampling_rate == 16000
+        assert cuts[0].supervisions[0].language in ("en", "zh")
+    lj = CutSet.from_file(data / "ljspeech_cuts_train.jsonl.gz")
+    assert {Path(c.recording.sources[0].source).suffix for c in lj} >= {".wav"}
