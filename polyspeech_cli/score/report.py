@@ -1,0 +1,58 @@
+"""RESULTS.md in ESPnet's style: an environment block, the command lines, one section per decode set."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from polyspeech_cli import __version__
+from polyspeech_cli.fileio import atomic_write_text
+from polyspeech_cli.score.asr import score_asr
+from polyspeech_cli.score.classify import plot_confusions, score_classes
+from polyspeech_cli.score.results import read_results
+from polyspeech_cli.score.secs import score_secs
+
+
+def environment() -> str:
+    """The environment block: date, python, torch, polyspeech version and git hash."""
+    import torch
+
+    try:
+        repo = Path(__file__).resolve().parents[2]
+        git = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        git = "unknown"
+    return (
+        f"- date: `{datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}`\n"
+        f"- python: `{platform.python_version()}`, system: `{platform.system()} {platform.machine()}`\n"
+        f"- torch: `{torch.__version__}`\n"
+        f"- polyspeech: `{__version__}`, git hash: `{git}`\n"
+    )
+
+
+SCORERS = {"asr": score_asr, "lid": score_classes, "gid": score_classes, "tts": score_secs}
+
+
+def score_dirs(decode_dirs: list[Path], out: Path, commands: list[str] | None = None) -> dict[str, dict]:
+    """Score every decode dir and write RESULTS.md (+ scores.json and a confusion PNG) at `out`."""
+    scores: dict[str, dict] = {}
+    for d in decode_dirs:
+        task, rows = read_results(d)
+        scores[Path(d).name] = {"task": task, **SCORERS[task](rows, Path(d).name)}
+    command = " ".join(shlex.quote(a) for a in ["polyspeech", *sys.argv[1:]]) if commands is None else None
+    lines = ["# RESULTS", "", "## Environment", "", environment(), "## Commands", "", "```bash", *(commands or [command]), "```", ""]
+    panels = {name: s for name, s in scores.items() if s["task"] in ("lid", "gid")}
+    if panels:
+        png = out.with_name(out.stem + "_confusion.png")
+        plot_confusions(panels, png)
+        lines += [f"![confusion matrices]({png.name})", ""]
+    for name, s in scores.items():
+        lines += [f"## {name}", "", s["markdown"]]
+    atomic_write_text(out, "\n".join(lines))
+    atomic_write_text(out.with_name("scores.json"), json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "markdown"} for k, v in scores.items()}, indent=1))
+    return scores

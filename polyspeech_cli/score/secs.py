@@ -1,0 +1,53 @@
+"""TTS speaker similarity (SECS) with a pretrained speaker encoder that is not part of our model.
+
+Resemblyzer bundles its GE2E weights in the wheel, so it works offline. It is in the `eval` extra
+(`pip install -e ".[eval]"`; it needs setuptools<81 because webrtcvad imports pkg_resources).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from polyspeech_cli.errors import PolyspeechError
+
+
+def _encoder():
+    try:
+        from resemblyzer import VoiceEncoder, preprocess_wav
+    except ImportError as e:
+        raise PolyspeechError(f"TTS speaker similarity needs resemblyzer ({e}); install it with: pip install -e '.[eval]'") from None
+    return VoiceEncoder("cpu", verbose=False), preprocess_wav
+
+
+def embed_files(paths: list[str]) -> dict[str, np.ndarray]:
+    """L2-normalised speaker embedding of each audio file."""
+    encoder, preprocess = _encoder()
+    out = {}
+    for p in dict.fromkeys(paths):
+        try:
+            wav, sr = sf.read(p, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise PolyspeechError(f"{p}: cannot read audio for speaker similarity ({e})") from None
+        out[p] = encoder.embed_utterance(preprocess(wav.mean(axis=1), source_sr=sr))
+    return out
+
+
+def score_secs(rows: list[dict], name: str) -> dict:
+    """SECS of synthesized vs real audio of the target speaker, next to SECS between different real speakers."""
+    emb = embed_files([r["wav"] for r in rows] + [r["reference_wav"] for r in rows])
+    same = [float(emb[r["wav"]] @ emb[r["reference_wav"]]) for r in rows]
+    by_speaker: dict[str, str] = defaultdict(str)
+    for r in rows:
+        by_speaker[r["speaker"]] = by_speaker[r["speaker"]] or r["reference_wav"]
+    cross = [float(emb[a] @ emb[b]) for a, b in itertools.combinations(by_speaker.values(), 2)]
+    result = {"secs": float(np.mean(same)), "secs_between_speakers": float(np.mean(cross)) if cross else float("nan")}
+    result["markdown"] = (
+        "|dataset|Snt|SECS (synth vs target speaker)|SECS (different real speakers)|\n|---|---|---|---|\n"
+        f"|{name}|{len(rows)}|{result['secs']:.3f}|{result['secs_between_speakers']:.3f}|\n"
+    )
+    return result
