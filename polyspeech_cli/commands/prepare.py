@@ -55,7 +55,10 @@ def synth(
     skip_bad: SkipBad = False,
     force: Force = False,
 ) -> None:
-    """Generate the embedded multilingual eSpeak NG corpus (offline) and prepare it."""
+    """Generate the embedded multilingual eSpeak NG corpus (offline) and prepare it.
+
+    Manifests store absolute audio paths (here and for every source), so they work from any directory.
+    """
     import dataclasses
 
     from polyspeech_cli.config import from_dict, load_config
@@ -71,7 +74,7 @@ def synth(
     }
     cfg = load_config(config, SynthConfig, overrides) if config else from_dict(SynthConfig, {k: v for k, v in overrides.items() if v is not None}, "options")
     opts = _options(data_dir, corpus or "synth", "1,0,0", cfg.sample_rate, text_norm, skip_bad, 0, 1, "header", force)
-    run_prepare("synth", lambda bad: generate_synth(Path(corpus_dir), cfg), opts, {"corpus_dir": corpus_dir, **dataclasses.asdict(cfg)})
+    run_prepare("synth", lambda bad: generate_synth(Path(corpus_dir).resolve(), cfg), opts, {"corpus_dir": Path(corpus_dir).resolve(), **dataclasses.asdict(cfg)})
 
 
 @app.command("tsv")
@@ -94,7 +97,7 @@ def tsv(
     from polyspeech_cli.prepare import run_prepare
 
     opts = _options(data_dir, corpus or Path(corpus_dir).resolve().name, split_ratios, sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
-    run_prepare("tsv", lambda bad: prepare_tsv(corpus_dir, bad, audio_check), opts, {"corpus_dir": Path(corpus_dir).resolve()})
+    run_prepare("tsv", lambda bad: prepare_tsv(Path(corpus_dir).resolve(), bad, audio_check), opts, {"corpus_dir": Path(corpus_dir).resolve()})
 
 
 @app.command("kaldi")
@@ -118,7 +121,7 @@ def kaldi(
     from polyspeech_cli.prepare import run_prepare
 
     opts = _options(data_dir, corpus or Path(kaldi_dir).resolve().name, split_ratios, sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
-    run_prepare("kaldi", lambda bad: prepare_kaldi(kaldi_dir, bad, language, audio_check), opts, {"kaldi_dir": Path(kaldi_dir).resolve(), "language": language})
+    run_prepare("kaldi", lambda bad: prepare_kaldi(Path(kaldi_dir).resolve(), bad, language, audio_check), opts, {"kaldi_dir": Path(kaldi_dir).resolve(), "language": language})
 
 
 def _lhotse_command(name: str, subset_help: str):
@@ -138,7 +141,7 @@ def _lhotse_command(name: str, subset_help: str):
         from polyspeech_cli.prepare import run_prepare
 
         opts = _options(data_dir, corpus or name, "1,0,0", sample_rate, text_norm, skip_bad, 0, 1, audio_check, force)
-        run_prepare(name, lambda bad: prepare_lhotse_corpus(name, corpus_dir, bad, download, subset, audio_check), opts, {"corpus_dir": Path(corpus_dir).resolve(), "subset": subset})
+        run_prepare(name, lambda bad: prepare_lhotse_corpus(name, Path(corpus_dir).resolve(), bad, download, subset, audio_check), opts, {"corpus_dir": Path(corpus_dir).resolve(), "subset": subset})
 
     command.__doc__ = f"Prepare {name} with Lhotse's recipe (its own train/dev/test parts)."
     return cli_command(command)
