@@ -26,7 +26,12 @@ app.command("extract-tokens")(tokens.extract_tokens)
 app.add_typer(train_app, name="train")
 train_app.command("codec")(codec.train_codec)
 train_app.command("lm")(lm.train_lm)
+app.command("codec-eval")(codec.codec_eval)
+app.add_typer(tokens.bench_app, name="bench")
 app.command("decode")(decode.decode)
+app.command("transcribe")(decode.transcribe)
+app.command("synthesize")(decode.synthesize)
+tokens.bench_app.command("decode")(decode.bench_decode)
 app.command("score")(score.score)
 
 

@@ -1,0 +1,1 @@
+"""Speech representations: fbank / HuBERT features and EnCodec / k-means / SSET tokens."""

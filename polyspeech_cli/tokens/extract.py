@@ -1,0 +1,204 @@
+"""The `extract-tokens` driver: read cuts, check them, run an extractor, write storage + manifest.
+
+Outputs for `<out_dir>/<name>.jsonl.gz` appear whole or not at all: arrays are written to a
+temporary storage path that is renamed into place just before the manifest (itself atomic), and
+everything partial is removed on error. A finished output (same cut ids, same extractor
+fingerprint, recorded in `<out_dir>/<type>.json`) is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lhotse import CutSet
+from lhotse.cut import Cut
+
+from polyspeech_cli.codec.data import read_cuts
+from polyspeech_cli.commands import console
+from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.fileio import atomic_path, atomic_write_text
+from polyspeech_cli.tokens.base import Extractor
+from polyspeech_cli.tokens.progress import make_progress
+
+TYPES = ("fbank", "hubert", "encodec", "kmeans", "sset")
+
+
+@dataclass
+class ExtractOptions:
+    type: str
+    out_dir: Path
+    model: str | None = None  # hubert: local dir or hub id
+    layer: int = 9  # hubert layer (0 = CNN output)
+    checkpoint: Path | None = None  # encodec state dict / sset codec checkpoint
+    bandwidth: float = 6.0  # encodec kbps
+    k: int = 2048  # kmeans clusters
+    centroids: Path | None = None  # kmeans: default <out_dir>/kmeans_centroids.pt
+    num_codebooks: int | None = None  # sset: keep the first n books (default all)
+    num_mel_bins: int = 80
+    batch_size: int = 8
+    device: str = "auto"
+
+
+def make_extractor(opts: ExtractOptions) -> Extractor:
+    """Build (and load the model of) the extractor for opts.type; bad options fail here, before any I/O."""
+    if opts.type == "fbank":
+        from polyspeech_cli.tokens.fbank import FbankExtractor
+
+        return FbankExtractor(opts.num_mel_bins)
+    if opts.type == "hubert":
+        from polyspeech_cli.tokens.hubert import HubertExtractor
+
+        if not opts.model:
+            raise PolyspeechError(
+                "--type hubert needs --model (a local HuBERT dir or a cached hub id such as facebook/hubert-base-ls960 or "
+                "TencentGameMate/chinese-hubert-base); without one, the offline default semantic stream is --type fbank"
+            )
+        return HubertExtractor(opts.model, opts.layer, opts.batch_size, opts.device)
+    if opts.type == "encodec":
+        from polyspeech_cli.tokens.encodec_tokens import EncodecExtractor
+
+        return EncodecExtractor(opts.checkpoint, opts.bandwidth, opts.device)
+    if opts.type == "kmeans":
+        from polyspeech_cli.tokens.kmeans_tokens import KMeansExtractor
+
+        return KMeansExtractor(opts.centroids or Path(opts.out_dir) / "kmeans_centroids.pt", opts.k)
+    if opts.type == "sset":
+        from polyspeech_cli.tokens.sset_tokens import SSETExtractor
+
+        if opts.checkpoint is None:
+            raise PolyspeechError("--type sset needs --checkpoint exp/codec/codec.pt (train one with `polyspeech train codec`)")
+        return SSETExtractor(opts.checkpoint, opts.num_codebooks, opts.device)
+    raise PolyspeechError(f"unknown --type '{opts.type}' (choose one of {', '.join(TYPES)})")
+
+
+def manifest_stem(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def read_info(out_dir: Path, name: str) -> dict[str, Any]:
+    path = out_dir / f"{name}.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def is_done(out: Path, cuts: CutSet, ext: Extractor, info: dict[str, Any]) -> bool:
+    """The output exists, covers exactly these cuts, and was made by the same extractor setup."""
+    entry = info.get("manifests", {}).get(out.name)
+    if not out.is_file() or entry is None or entry.get("fingerprint") != _jsonable(ext.fingerprint()):
+        return False
+    try:
+        done = CutSet.from_file(out)
+        ids = [c.id for c in done]
+        has = all((c.has_features if ext.kind == "features" else ext.name in (c.custom or {})) for c in done)
+    except Exception:  # noqa: BLE001 - an unreadable old output just means: recompute
+        return False
+    return has and ids == [c.id for c in cuts]
+
+
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+def check_inputs(cuts: CutSet, ext: Extractor, where: str) -> None:
+    """Every cut has what the extractor reads (checked up front, so nothing is half-written)."""
+    for cut in cuts:
+        if ext.needs == "audio" and not cut.has_recording:
+            raise PolyspeechError(f"{where}cut '{cut.id}' has no audio (recording); --type {ext.name} reads audio")
+        if ext.needs == "features" and not cut.has_features:
+            raise PolyspeechError(
+                f"{where}cut '{cut.id}' has no features; --type {ext.name} reads continuous features: run "
+                "`polyspeech extract-tokens --type fbank` (or hubert) first and pass the manifest it writes"
+            )
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def extract_manifest(in_path: Path, ext: Extractor, out_dir: Path, first: bool) -> Path:
+    """Run `ext` over one cuts manifest; returns the output manifest path."""
+    where = f"{in_path}: "
+    cuts = read_cuts(in_path)
+    out = out_dir / in_path.name
+    if out.resolve() == in_path.resolve():
+        raise PolyspeechError(f"{in_path}: --out-dir would overwrite the input manifest; choose another --out-dir")
+    info = read_info(out_dir, ext.name)
+    if first:
+        ext.prepare(cuts, where)
+    if is_done(out, cuts, ext, info):
+        console.print(f"[green]{out}: already extracted ({len(cuts)} cuts, --type {ext.name}); nothing to do[/]")
+        return out
+    if out.is_file():
+        console.print(f"[yellow]{out}: exists but is stale or incomplete; recomputing[/]")
+    check_inputs(cuts, ext, where)
+
+    stem = manifest_stem(in_path)
+    suffix = ".lca" if ext.writer.name == "lilcom_chunky" else ""
+    # storage sits directly in out_dir, so `<type>.json` is found at storage_path's parent
+    final_storage = out_dir / f"{stem}_{ext.name}{suffix}"
+    tmp_storage = out_dir / f"tmp{os.getpid()}-{stem}_{ext.name}{suffix}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # long cuts together: fewer padded frames in batched models
+    order = sorted(range(len(cuts)), key=lambda i: cuts[i].duration) if ext.batch_size > 1 else list(range(len(cuts)))
+    cut_list = list(cuts)
+    done: list[Cut | None] = [None] * len(cut_list)
+    try:
+        with ext.writer(tmp_storage) as writer, make_progress() as progress:
+            task = progress.add_task(f"{ext.name}: {in_path.name}", total=len(cut_list))
+            for s in range(0, len(order), ext.batch_size):
+                idx = order[s : s + ext.batch_size]
+                batch = [cut_list[i] for i in idx]
+                try:
+                    arrays = ext.process(batch)
+                except PolyspeechError as e:
+                    raise PolyspeechError(f"{where}{e}") from e
+                for i, cut, arr in zip(idx, batch, arrays):
+                    done[i] = ext.attach(cut, arr, writer)
+                progress.advance(task, len(batch))
+            tmp_written = Path(writer.storage_path)
+        # point the manifests at the final storage name before moving it there
+        out_cuts = CutSet.from_cuts(_repoint(c, ext, str(tmp_written), str(final_storage)) for c in done if c is not None)
+        with atomic_path(out) as tmp_manifest:
+            out_cuts.to_file(tmp_manifest)
+            _remove(final_storage)
+            os.replace(tmp_written, final_storage)
+    finally:
+        _remove(tmp_storage)
+    info = read_info(out_dir, ext.name)  # re-read: another manifest of this dir may have been added meanwhile
+    manifests = info.get("manifests", {})
+    manifests[out.name] = {"fingerprint": _jsonable(ext.fingerprint()), "num_cuts": len(out_cuts), "input": str(in_path)}
+    atomic_write_text(out_dir / f"{ext.name}.json", json.dumps(_jsonable({**ext.info(), "manifests": manifests}), indent=2) + "\n")
+    console.print(f"wrote {out} ({len(out_cuts)} cuts, --type {ext.name}) and {out_dir / (ext.name + '.json')}")
+    return out
+
+
+def _repoint(cut: Cut, ext: Extractor, old: str, new: str) -> Cut:
+    from lhotse.utils import fastcopy
+
+    if ext.kind == "features":
+        assert cut.features is not None and cut.features.storage_path == old
+        return fastcopy(cut, features=fastcopy(cut.features, storage_path=new))
+    arr = cut.custom[ext.name]
+    arr = fastcopy(arr, array=fastcopy(arr.array, storage_path=new))
+    return fastcopy(cut, custom={**cut.custom, ext.name: arr})
+
+
+def extract(inputs: list[Path], opts: ExtractOptions) -> list[Path]:
+    """Extract opts.type for every input manifest (k-means fits on the first one)."""
+    if not inputs:
+        raise PolyspeechError("no input cuts manifest given")
+    out_dir = Path(opts.out_dir)
+    ext = make_extractor(opts)
+    if opts.type == "fbank":
+        console.print("[dim]fbank: 80-dim log-mel; this is also the offline default semantic stream when no HuBERT checkpoint is on disk[/]")
+    return [extract_manifest(Path(p), ext, out_dir, first=i == 0) for i, p in enumerate(inputs)]
