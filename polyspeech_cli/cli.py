@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from polyspeech_cli import __version__
-from polyspeech_cli.commands import codec, decode, lm, prepare, score, tokens
+from polyspeech_cli.commands import codec, decode, lm, prepare, score, tokens, vocoder
 
 app = typer.Typer(
     name="polyspeech",
@@ -26,6 +26,7 @@ app.command("extract-tokens")(tokens.extract_tokens)
 app.add_typer(train_app, name="train")
 train_app.command("codec")(codec.train_codec)
 train_app.command("lm")(lm.train_lm)
+train_app.command("vocoder")(vocoder.train_vocoder)
 app.command("codec-eval")(codec.codec_eval)
 app.add_typer(tokens.bench_app, name="bench")
 app.command("decode")(decode.decode)

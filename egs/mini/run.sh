@@ -21,15 +21,40 @@ conf=../../conf        # the YAML configs (tiny CPU ones by default)
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
 
 synth_opts=(--config "$conf/synth.yaml")
+codec_opts=(--config "$conf/codec_tiny.yaml")
+kmeans_k=2048
 if [ "$quick" = true ]; then
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 2)
+  codec_opts+=(--steps 20)
+  kmeans_k=64
 elif [ -n "$train_utts" ]; then
   synth_opts+=(--train-utts "$train_utts")
 fi
+sets="train dev test"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: generate the eSpeak NG corpus and prepare Lhotse manifests in $data_dir"
   polyspeech prepare synth --corpus-dir "$corpus_dir" --data-dir "$data_dir" "${synth_opts[@]}"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: 80-dim fbank features (the offline semantic stream) in $data_dir/fbank"
+  polyspeech extract-tokens --type fbank $(for s in $sets; do echo "$data_dir/synth_cuts_$s.jsonl.gz"; done) --out-dir "$data_dir/fbank"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: train the SSET codec on fbank in $exp_dir/codec"
+  polyspeech train codec "$data_dir/fbank/synth_cuts_train.jsonl.gz" "$data_dir/fbank/synth_cuts_dev.jsonl.gz" \
+    "${codec_opts[@]}" --exp-dir "$exp_dir/codec"
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "Stage 3: SSET tokens, the k-means baseline (K=$kmeans_k) and their comparison"
+  fbank_cuts=$(for s in $sets; do echo "$data_dir/fbank/synth_cuts_$s.jsonl.gz"; done)
+  polyspeech extract-tokens --type sset $fbank_cuts --checkpoint "$exp_dir/codec/codec.pt" --out-dir "$data_dir/sset"
+  polyspeech extract-tokens --type kmeans $fbank_cuts --k "$kmeans_k" --out-dir "$data_dir/kmeans"
+  polyspeech codec-eval "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --checkpoint "$exp_dir/codec/codec.pt" \
+    --kmeans "$data_dir/kmeans/kmeans_centroids.pt" --out "$exp_dir/codec/codec_eval.json"
 fi
 
 log "Done (stages $stage..$stop_stage)."

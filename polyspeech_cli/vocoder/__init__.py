@@ -1,0 +1,1 @@
+"""The speech decoder: semantic features + a prompt's speaker embedding → mel → waveform."""

@@ -1,0 +1,323 @@
+"""Training of the speech decoder (+ speaker encoder), then optionally a HiFi-GAN vocoder.
+
+Phase 1 (steps 1..max_steps): features of A + speaker embedding of a prompt B (another utterance
+of A's speaker) → log-mel of A, loss L1 + MSE in per-band normalised mel space.
+Phase 2 (only with `vocoder: hifigan`, hifigan.steps > 0): a HiFi-GAN on (ground-truth log-mel,
+audio) segments. Batches come from an RNG seeded by (seed, step) and the LR schedule does not
+depend on max_steps, so `--resume` (even with a larger --max-steps) continues exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from polyspeech_cli.codec.data import NORMALIZATIONS
+from polyspeech_cli.config import save_config
+from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.vocoder.checkpoint import KIND, list_checkpoints, read_state, save_checkpoint, save_model
+from polyspeech_cli.vocoder.data import decoder_batch, load_utterances, mel_stats, prompt_index, vocoder_batch
+from polyspeech_cli.vocoder.evaluate import evaluate_decoder, plot_mels, predict_mel
+from polyspeech_cli.vocoder.hifigan import Discriminators, Generator, HifiganConfig, discriminator_loss, generator_losses
+from polyspeech_cli.vocoder.mel import MelConfig, MelFrontend
+from polyspeech_cli.vocoder.model import CONDITIONINGS, DecoderConfig, SpeechDecoder
+
+VOCODERS = ("griffin_lim", "hifigan")
+
+
+@dataclass
+class VocoderConfig:
+    """All keys of `conf/vocoder_*.yaml`."""
+
+    mel: MelConfig = field(default_factory=MelConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    vocoder: str = "griffin_lim"  # griffin_lim (no training, CPU) | hifigan (trained in phase 2)
+    hifigan: HifiganConfig = field(default_factory=HifiganConfig)
+    normalize: str = "utterance_mvn"  # per-utterance MVN of the input features, as the SSET codec's
+    batch_size: int = 16
+    segment_frames: int = 200  # mel frames of A per training item (2 s at hop 160)
+    prompt_frames: int = 300  # mel frames of the prompt crop (3 s)
+    feature_warp: float = 0.0  # random warp of the input feature axis, up to 1+w (spectral inputs like fbank; 0 = off)
+    speaker_loss_weight: float = 0.0  # supervised contrastive loss on speaker embeddings (prompt vs target crops)
+    speaker_temperature: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    lr_half_life: int = 0  # steps; lr halves every this many steps after warm-up (0 = constant)
+    max_steps: int = 2000
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    log_every: int = 20
+    valid_every: int = 500
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    max_dev_cuts: int = 100
+
+
+def check_config(cfg: VocoderConfig) -> None:
+    import math
+
+    if cfg.vocoder not in VOCODERS:
+        raise PolyspeechError(f"vocoder must be one of {', '.join(VOCODERS)}, got {cfg.vocoder!r} (fix the config)")
+    if cfg.normalize not in NORMALIZATIONS:
+        raise PolyspeechError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {cfg.normalize!r} (fix the config)")
+    if cfg.decoder.conditioning not in CONDITIONINGS:
+        raise PolyspeechError(f"decoder.conditioning must be one of {', '.join(CONDITIONINGS)}, got {cfg.decoder.conditioning!r}")
+    if cfg.vocoder == "hifigan" and math.prod(cfg.hifigan.upsample_rates) != cfg.mel.hop_length:
+        raise PolyspeechError(f"hifigan.upsample_rates {cfg.hifigan.upsample_rates} multiply to {math.prod(cfg.hifigan.upsample_rates)}, "
+                              f"but mel.hop_length is {cfg.mel.hop_length}: make them equal")
+    if cfg.vocoder == "hifigan" and cfg.hifigan.upsample_initial_channel < 2 ** len(cfg.hifigan.upsample_rates):
+        raise PolyspeechError(f"hifigan.upsample_initial_channel must be at least {2 ** len(cfg.hifigan.upsample_rates)} "
+                              "(channels halve at every upsampling stage)")
+
+
+def lr_factor(cfg: VocoderConfig, step: int) -> float:
+    """Linear warm-up, then constant or halving every lr_half_life steps (independent of max_steps)."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    decay = 0.5 ** (max(0, step - cfg.warmup_steps) / cfg.lr_half_life) if cfg.lr_half_life > 0 else 1.0
+    return warm * decay
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PolyspeechError(f"device '{name}' requested but no CUDA GPU is visible (use --device cpu)")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise PolyspeechError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r} (fix the config)")
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def speaker_contrastive(prompt_emb: torch.Tensor, target_emb: torch.Tensor, speakers: torch.Tensor, tau: float) -> torch.Tensor:
+    """Supervised contrastive loss: each prompt embedding should be closest to the target-crop
+    embeddings of its own speaker (several positives when a speaker occurs twice in the batch)."""
+    logits = prompt_emb @ target_emb.t() / tau
+    pos = (speakers[:, None] == speakers[None, :]).float()
+    return -(pos * logits.log_softmax(dim=1)).sum(1).div(pos.sum(1)).mean()
+
+
+def decoder_loss(model: SpeechDecoder, batch: dict[str, torch.Tensor], cfg: VocoderConfig) -> dict[str, torch.Tensor]:
+    """L1 + MSE between predicted and target normalised log-mel over valid frames (+ speaker loss)."""
+    spk = model.speaker(batch["prompt"], batch["prompt_mask"])
+    pred = model(batch["feats"], spk, batch["mask"]).float()
+    target = model.normalize_mel(batch["mel"])
+    m = batch["mask"][..., None].float()
+    denom = m.sum() * pred.shape[-1]
+    l1 = ((pred - target).abs() * m).sum() / denom
+    mse = (((pred - target) ** 2) * m).sum() / denom
+    out = {"loss": l1 + mse, "l1": l1, "mse": mse}
+    if cfg.speaker_loss_weight > 0:
+        spk_loss = speaker_contrastive(spk, model.speaker(batch["mel"], batch["mask"]), batch["speaker"], cfg.speaker_temperature)
+        out["loss"] = out["loss"] + cfg.speaker_loss_weight * spk_loss
+        out["spk"] = spk_loss
+    return out
+
+
+class CsvLog:
+    FIELDS = ("step", "phase", "split", "loss", "l1", "mse", "spk", "metric", "value", "lr", "elapsed_s")
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        self.path = path
+        if fresh or not path.exists():
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerow(self.FIELDS)
+
+    def write(self, **row: Any) -> None:
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            csv.DictWriter(f, self.FIELDS).writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Path, resume: bool = False,
+          log: Callable[..., None] = print, progress: bool = True) -> dict[str, float]:
+    """Train into `exp_dir`; returns the final dev metrics ({} without dev cuts)."""
+    check_config(cfg)
+    exp_dir = Path(exp_dir)
+    ckpts = list_checkpoints(exp_dir)
+    if ckpts and not resume:
+        raise PolyspeechError(f"{exp_dir} already holds checkpoints ({ckpts[-1].name}): pass --resume to continue, or use a new --exp-dir")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    amp = autocast_dtype(cfg.precision, device)
+    use_gan = cfg.vocoder == "hifigan" and cfg.hifigan.steps > 0
+
+    data = load_utterances(Path(train_cuts), cfg.mel, cfg.normalize, keep_audio=use_gan, progress=None if progress else False)
+    groups = data.by_speaker()
+    single = sum(1 for v in groups.values() if len(v) < 2)
+    log(f"train: {len(data.utts)} utterances, {len(groups)} speakers, {data.feat_dim}-dim '{data.feature_type}' features "
+        f"every {data.frame_shift * 1000:.0f} ms" + (f"; {single} speakers have 1 utterance (prompt = itself)" if single else ""))
+    dev = None
+    if dev_cuts:
+        dev = load_utterances(Path(dev_cuts), cfg.mel, cfg.normalize, max_cuts=cfg.max_dev_cuts, progress=None if progress else False)
+        if dev.feat_dim != data.feat_dim:
+            raise PolyspeechError(f"{dev_cuts}: {dev.feat_dim}-dim features but the train cuts have {data.feat_dim} (extract the same type)")
+
+    torch.manual_seed(cfg.seed)
+    model = SpeechDecoder(data.feat_dim, cfg.mel.n_mels, cfg.decoder)
+    model.set_mel_stats(*mel_stats(data))
+    model.to(device)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    gen = disc = opt_g = opt_d = None
+    if use_gan:
+        gen, disc = Generator(cfg.mel.n_mels, cfg.hifigan).to(device), Discriminators(cfg.hifigan).to(device)
+        opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.hifigan.lr, betas=tuple(cfg.hifigan.betas))
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.hifigan.lr, betas=tuple(cfg.hifigan.betas))
+    step = gan_step = 0
+    if resume and ckpts:
+        state = read_state(ckpts[-1])
+        if state.get("feat_dim") != data.feat_dim:
+            raise PolyspeechError(f"{ckpts[-1]} was trained on {state.get('feat_dim')}-dim features but {train_cuts} has "
+                                  f"{data.feat_dim}-dim ones: resume with the same features, or use a new --exp-dir")
+        try:
+            model.load_state_dict(state["decoder"])
+        except RuntimeError as e:
+            raise PolyspeechError(f"{ckpts[-1]} holds a decoder of another shape than this config builds "
+                                  f"({' '.join(str(e).split())[:150]}...): "
+                                  "resume with the config in the exp dir's config.yaml, or use a new --exp-dir") from e
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, gan_step = state["step"], state["gan_step"]
+        if use_gan and state.get("generator") is not None:
+            gen.load_state_dict(state["generator"])
+            disc.load_state_dict(state["discriminators"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+        log(f"resumed from {ckpts[-1]} at step {step}" + (f" (+{gan_step} HiFi-GAN steps)" if gan_step else ""))
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, exp_dir / "config.yaml")
+    csv_log = CsvLog(exp_dir / "train_log.csv", fresh=step == 0 and gan_step == 0)
+    meta = {"feat_dim": data.feat_dim, "frame_shift": data.frame_shift, "feature_type": data.feature_type}
+    log(f"model: {model.num_params() / 1e6:.2f} M parameters (decoder + speaker encoder), device {device}"
+        + (f", HiFi-GAN generator {sum(p.numel() for p in gen.parameters()) / 1e6:.2f} M" if gen is not None else ""))
+
+    def checkpoint(new_gan_step: int | None = None) -> None:
+        nonlocal gan_step
+        gan_step = gan_step if new_gan_step is None else new_gan_step
+        save_checkpoint(exp_dir, step + gan_step, {
+            "kind": KIND, "decoder": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(), "step": step, "gan_step": gan_step, **meta,
+            "generator": gen.state_dict() if gen is not None else None,
+            "discriminators": disc.state_dict() if disc is not None else None,
+            "opt_g": opt_g.state_dict() if opt_g is not None else None, "opt_d": opt_d.state_dict() if opt_d is not None else None,
+        }, cfg.keep_last)
+        save_model(exp_dir / "model.pt", cfg, model, gen if gan_step > 0 else None, meta)
+
+    def validate() -> dict[str, float]:
+        if dev is None:
+            return {}
+        m = evaluate_decoder(model, dev, device)
+        for k, v in m.items():
+            csv_log.write(step=step, phase="decoder", split="dev", metric=k, value=v, elapsed_s=time.time() - t0)
+        u = dev.utts[0]
+        p = dev.utts[prompt_index(dev.by_speaker(), 0, u.speaker, None)]
+        plot_mels(u.mel, predict_mel(model, u.feats, p.mel, device), f"{u.cut_id} (step {step})", exp_dir / "dev_mel.png")
+        log(f"step {step} dev: " + " ".join(f"{k}={v:.4f}" for k, v in m.items()))
+        return m
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    t0 = time.time()
+    ema: float | None = None
+    bar = Progress(TextColumn("[bold]vocoder"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
+                   disable=not progress)
+    model.train()
+    metrics: dict[str, float] = {}
+    start_step = step
+    with bar:
+        job = bar.add_task("", total=cfg.max_steps, completed=step)
+        while step < cfg.max_steps:
+            batch = {k: v.to(device) for k, v in decoder_batch(data, groups, cfg.seed, step, cfg.batch_size,
+                                                                 cfg.segment_frames, cfg.prompt_frames, cfg.feature_warp).items()}
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                out = decoder_loss(model, batch, cfg)
+            scaler.scale(out["loss"]).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            step += 1
+            loss = float(out["loss"].detach())
+            ema = loss if ema is None else 0.9 * ema + 0.1 * loss
+            bar.update(job, completed=step, description=f"loss {ema:.4f}")
+            if step == 1 or step % cfg.log_every == 0 or step == cfg.max_steps:
+                csv_log.write(step=step, phase="decoder", split="train", loss=loss, l1=float(out["l1"].detach()), mse=float(out["mse"].detach()),
+                              spk=float(out["spk"].detach()) if "spk" in out else "",
+                              lr=sched.get_last_lr()[0], elapsed_s=time.time() - t0)
+            if cfg.valid_every and step % cfg.valid_every == 0 and step < cfg.max_steps:
+                validate()
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+                checkpoint()
+    if step > start_step or not ckpts:  # nothing new to save when resuming a finished decoder
+        metrics = validate()
+        checkpoint()
+    if use_gan:
+        # fp16 would need a second grad scaler for the GAN; it runs in bf16 or fp32 instead
+        gan_amp = amp if amp == torch.bfloat16 else None
+        checkpoint(train_hifigan(cfg, data, gen, disc, opt_g, opt_d, device, gan_amp, gan_step, csv_log, checkpoint, progress, t0))
+    log(f"done: {step} decoder steps" + (f" + {gan_step} HiFi-GAN steps" if use_gan else "") + f" in {time.time() - t0:.0f} s; "
+        f"model {exp_dir / 'model.pt'}, log {exp_dir / 'train_log.csv'}, mel plot {exp_dir / 'dev_mel.png'}")
+    return metrics
+
+
+def train_hifigan(cfg: VocoderConfig, data, gen: Generator, disc: Discriminators, opt_g, opt_d, device: torch.device,
+                  amp: torch.dtype | None, gan_step: int, csv_log: CsvLog, checkpoint: Callable[[int], None], progress: bool,
+                  t0: float) -> int:
+    """Phase 2: HiFi-GAN on ground-truth (log-mel, audio) segments; returns the final GAN step.
+    `checkpoint(gan_step)` writes the full training state (decoder included)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    h = cfg.hifigan
+    frontend = MelFrontend(cfg.mel).to(device)
+    bar = Progress(TextColumn("[bold]hifigan"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
+                   disable=not progress)
+    gen.train()
+    disc.train()
+    with bar:
+        job = bar.add_task("", total=h.steps, completed=gan_step)
+        while gan_step < h.steps:
+            mel, wave = (t.to(device) for t in vocoder_batch(data, cfg.seed, gan_step, h.batch_size, h.segment_frames, cfg.mel.hop_length))
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                fake = gen(mel)
+                d_loss = discriminator_loss(disc(wave), disc(fake.detach()))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                adv, fm = generator_losses(disc(wave), disc(fake))
+                mel_l1 = F.l1_loss(frontend(fake.float()), frontend(wave))
+                g_loss = adv + h.fm_loss_weight * fm + h.mel_loss_weight * mel_l1
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            gan_step += 1
+            bar.update(job, completed=gan_step, description=f"mel L1 {float(mel_l1.detach()):.3f}")
+            if gan_step % cfg.log_every == 0 or gan_step == h.steps:
+                csv_log.write(step=gan_step, phase="hifigan", split="train", loss=float(g_loss.detach()), l1=float(mel_l1.detach()),
+                              metric="d_loss", value=float(d_loss.detach()), elapsed_s=time.time() - t0)
+            if cfg.checkpoint_every and gan_step % cfg.checkpoint_every == 0 and gan_step < h.steps:
+                checkpoint(gan_step)
+    return gan_step
