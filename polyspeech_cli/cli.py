@@ -30,6 +30,9 @@ train_app.command("vocoder")(vocoder.train_vocoder)
 app.command("codec-eval")(codec.codec_eval)
 app.add_typer(tokens.bench_app, name="bench")
 app.command("decode")(decode.decode)
+app.command("transcribe")(decode.transcribe)
+app.command("synthesize")(decode.synthesize)
+tokens.bench_app.command("decode")(decode.bench_decode)
 app.command("score")(score.score)
 
 

@@ -22,10 +22,12 @@ log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
 
 synth_opts=(--config "$conf/synth.yaml")
 codec_opts=(--config "$conf/codec_tiny.yaml")
+vocoder_opts=(--config "$conf/vocoder_tiny.yaml")
 kmeans_k=2048
 if [ "$quick" = true ]; then
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 2)
   codec_opts+=(--steps 20)
+  vocoder_opts+=(--max-steps 20)
   kmeans_k=64
 elif [ -n "$train_utts" ]; then
   synth_opts+=(--train-utts "$train_utts")
@@ -45,7 +47,7 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: train the SSET codec on fbank in $exp_dir/codec"
   polyspeech train codec "$data_dir/fbank/synth_cuts_train.jsonl.gz" "$data_dir/fbank/synth_cuts_dev.jsonl.gz" \
-    "${codec_opts[@]}" --exp-dir "$exp_dir/codec"
+    "${codec_opts[@]}" --exp-dir "$exp_dir/codec" --resume
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -55,6 +57,12 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   polyspeech extract-tokens --type kmeans $fbank_cuts --k "$kmeans_k" --out-dir "$data_dir/kmeans"
   polyspeech codec-eval "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --checkpoint "$exp_dir/codec/codec.pt" \
     --kmeans "$data_dir/kmeans/kmeans_centroids.pt" --out "$exp_dir/codec/codec_eval.json"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "Stage 5: train the prompt-conditioned speech decoder (features + speaker → mel → Griffin-Lim) in $exp_dir/vocoder"
+  polyspeech train vocoder "${vocoder_opts[@]}" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
+    --dev-cuts "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/vocoder" --resume
 fi
 
 log "Done (stages $stage..$stop_stage)."

@@ -1,11 +1,124 @@
-"""`polyspeech decode`: ASR / LID / GID / TTS decoding with a trained LM."""
+"""`polyspeech decode | transcribe | synthesize` and `polyspeech bench decode`: thin wrappers over
+polyspeech_cli/decode/."""
 
 from __future__ import annotations
 
-from polyspeech_cli.commands import cli_command, not_built
+from pathlib import Path
+
+import typer
+
+from polyspeech_cli.commands import cli_command, console
+
+_TEMP = typer.Option(1.0, help="TTS: sampling temperature.")
+_TOPK = typer.Option(0, help="TTS: sample among the k most likely tokens (0 = all).")
+_TOPP = typer.Option(1.0, help="TTS: nucleus sampling mass (1 = off).")
+_MINR = typer.Option(0.5, help="TTS: min length, x the expected length (training speech tokens per text unit x text units).")
+_MAXR = typer.Option(2.0, help="TTS: max length, x the expected length.")
+_SEED = typer.Option(0, help="TTS: sampling seed.")
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    if n > 0:
+        torch.set_num_threads(n)
 
 
 @cli_command
-def decode() -> None:
-    """Decode a cut set with a trained LM (ASR, LID, GID or TTS)."""
-    not_built("decode", "issue 5: decoding and speech synthesis")
+def decode(
+    task: str = typer.Option(..., "--task", help="asr | lid | gid | tts"),
+    exp_dir: Path = typer.Option(..., "--exp-dir", help="LM exp dir (config.yaml, vocab.json, ckpt/)."),
+    cuts: Path = typer.Option(..., "--cuts", help="Cuts to decode, e.g. data/fbank/synth_cuts_test.jsonl.gz (or a TTS decode's cuts.jsonl.gz)."),
+    set_name: str = typer.Option("test", "--set-name", help="Output: EXP/decode_<task>_<set-name>/."),
+    batch_size: int = typer.Option(8, help="Utterances decoded together."),
+    beam_size: int = typer.Option(1, help="ASR: beam size (1 = greedy)."),
+    length_penalty: float = typer.Option(0.0, help="ASR beam: rank finished hypotheses by logp / (length+1)^penalty."),
+    ctc_weight: float = typer.Option(0.0, help="ASR beam: joint CTC/attention weight, CTC prefix scores from the LM's CTC head (ESPnet's ctc_weight)."),
+    max_len_ratio: float = typer.Option(2.0, help="ASR: max output length, x the expected one (training rate x input length)."),
+    checkpoint: Path | None = typer.Option(None, help="LM checkpoint (default: the newest in EXP/ckpt)."),
+    prompt: Path | None = typer.Option(None, help="TTS: one speaker prompt for every utterance (default: another utterance of the same speaker)."),
+    codec: Path | None = typer.Option(None, help="TTS: SSET codec dir/checkpoint (default: from the cuts' sset.json, else EXP/../codec)."),
+    vocoder: Path | None = typer.Option(None, help="TTS: speech decoder exp dir (default EXP/../vocoder)."),
+    temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, min_ratio: float = _MINR, max_ratio: float = _MAXR,
+    seed: int = _SEED,
+    overwrite: bool = typer.Option(False, help="Redo a finished decode with other settings."),
+    threads: int = typer.Option(1, help="torch CPU threads (0 = torch's default)."),
+) -> None:
+    """Decode a cut set with a trained LM: ASR, LID, GID or TTS -> EXP/decode_<task>_<set>/."""
+    from polyspeech_cli.decode.run import DecodeOptions
+    from polyspeech_cli.decode.run import decode as run
+    from polyspeech_cli.decode.tts import TTSOptions
+
+    _threads(threads)
+    opts = DecodeOptions(task=task, set_name=set_name, batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty,
+                         ctc_weight=ctc_weight, max_len_ratio=max_len_ratio, checkpoint=str(checkpoint) if checkpoint else None,
+                         tts=TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed),
+                         prompt=str(prompt) if prompt else None, codec=str(codec) if codec else None,
+                         vocoder=str(vocoder) if vocoder else None)
+    run(exp_dir, cuts, opts, overwrite=overwrite, log=console.print)
+
+
+@cli_command
+def transcribe(
+    audio: list[Path] = typer.Argument(..., help="Audio files (WAV/FLAC, any sample rate)."),
+    model: Path = typer.Option(..., "--model", "-m", help="LM exp dir."),
+    beam_size: int = typer.Option(1, help="ASR beam size (1 = greedy)."),
+    length_penalty: float = typer.Option(0.0, help="ASR beam length penalty."),
+    checkpoint: Path | None = typer.Option(None, help="LM checkpoint (default: the newest)."),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+) -> None:
+    """Transcribe audio files: text, language and gender (fbank computed on the fly)."""
+    from rich.table import Table
+
+    from polyspeech_cli.decode.run import transcribe_files
+
+    _threads(threads)
+    rows = transcribe_files(model, audio, beam_size, length_penalty, checkpoint)
+    table = Table("file", "language", "gender", "text")
+    # Bare file names keep the table readable; full paths only when names repeat.
+    unique = len({Path(r["file"]).name for r in rows}) == len(rows)
+    for r in rows:
+        r["file"] = Path(r["file"]).name if unique else r["file"]
+        lid = f"{r['lid']} ({r['lid_p']:.2f})" if "lid" in r else "-"
+        gid = f"{r['gid']} ({r['gid_p']:.2f})" if "gid" in r else "-"
+        table.add_row(r["file"], lid, gid, r.get("text", "-"))
+    console.print(table)
+
+
+@cli_command
+def synthesize(
+    text: str = typer.Option(..., "--text", help="Text to speak."),
+    lang: str | None = typer.Option(None, "--lang", help="Its language (ISO code; checked against the LM's)."),
+    prompt: Path = typer.Option(..., "--prompt", help="Speaker prompt: >= 1 s of speech of the target voice."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output WAV."),
+    model: Path = typer.Option(..., "--model", "-m", help="LM exp dir."),
+    codec: Path | None = typer.Option(None, help="SSET codec dir/checkpoint (default MODEL/../codec)."),
+    vocoder: Path | None = typer.Option(None, help="Speech decoder exp dir (default MODEL/../vocoder)."),
+    temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, min_ratio: float = _MINR, max_ratio: float = _MAXR,
+    seed: int = _SEED,
+    checkpoint: Path | None = typer.Option(None, help="LM checkpoint (default: the newest)."),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+) -> None:
+    """Synthesize one sentence in the voice of a prompt recording."""
+    from polyspeech_cli.decode.run import synthesize as run
+    from polyspeech_cli.decode.tts import TTSOptions
+
+    _threads(threads)
+    path = run(model, text, lang, prompt, out, codec, vocoder, TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed), checkpoint)
+    console.print(f"wrote {path}")
+
+
+@cli_command
+def bench_decode(
+    exp_dir: Path | None = typer.Option(None, "--exp-dir", help="A trained LM (default: an untrained one of conf/lm_tiny.yaml's shape)."),
+    cuts: Path | None = typer.Option(None, "--cuts", help="Cuts for the ASR RTF (default: generated 3-s inputs)."),
+    config: Path = typer.Option(Path("conf/lm_tiny.yaml"), "--config", "-c", help="LM config when no --exp-dir."),
+    tokens: int = typer.Option(100, help="Output tokens of the cached-vs-recompute comparison."),
+    max_cuts: int = typer.Option(32, help="Utterances for the ASR RTF."),
+    batch_size: int = typer.Option(8, help="ASR batch size."),
+    out: Path | None = typer.Option(None, help="Also write the numbers to this JSON file."),
+) -> None:
+    """KV-cached vs recompute decoding speed and ASR real-time factor, one CPU thread (reported, not asserted)."""
+    from polyspeech_cli.decode.bench import bench
+
+    bench(exp_dir, cuts, config, tokens, max_cuts, batch_size, out)

@@ -27,7 +27,7 @@ def extract_tokens(
     """Extract fbank / HuBERT features or EnCodec / k-means / SSET tokens for cut sets."""
     from polyspeech_cli.tokens.extract import ExtractOptions, extract
 
-    opts = ExtractOptions(type=type, out_dir=out_dir or Path("data") / type, model=model, layer=layer, checkpoint=checkpoint,
+    opts = ExtractOptions(type=type, out_dir=(out_dir or Path("data") / type).resolve(), model=model, layer=layer, checkpoint=checkpoint,
                           bandwidth=bandwidth, k=k, centroids=centroids, num_codebooks=num_codebooks, batch_size=batch_size,
                           device=device)
     extract(cuts, opts)

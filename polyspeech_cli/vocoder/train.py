@@ -150,6 +150,11 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
     check_config(cfg)
     exp_dir = Path(exp_dir)
     ckpts = list_checkpoints(exp_dir)
+    last_step = int(ckpts[-1].stem.split("-")[-1]) if ckpts else 0
+    if (exp_dir / "model.pt").is_file() and last_step >= cfg.max_steps and cfg.vocoder != "hifigan":
+        # model.pt is written last: training finished, so a re-run (e.g. of a recipe stage) is free.
+        log(f"{exp_dir}: already trained for {last_step} steps (model.pt); nothing to do")
+        return {}
     if ckpts and not resume:
         raise PolyspeechError(f"{exp_dir} already holds checkpoints ({ckpts[-1].name}): pass --resume to continue, or use a new --exp-dir")
     if cfg.threads > 0:

@@ -1,0 +1,1 @@
+"""Decoding with the PolySpeech LM: search, TTS waveform generation, the decode stage."""

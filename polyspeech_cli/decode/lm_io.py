@@ -1,0 +1,323 @@
+"""Everything decoding needs from the LM, in one place: loading an exp dir, token ranges per task,
+building the decoding prefix `<task> input <sep>` and stepping the model (KV-cached or not).
+
+A change of the LM's API (`polyspeech_cli/lm/`) should only ever touch this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from polyspeech_cli.errors import PolyspeechError
+
+# Features computed on the fly (transcribe, ASR on synthesized audio) must match training. The LM
+# exp dir does not record how its features were made, so `<exp>/features.json` may say it; else
+# an 80-dim input is taken to be `extract-tokens --type fbank` (Lhotse Kaldi fbank, 16 kHz, 10 ms).
+DEFAULT_FEATURES = {"type": "fbank", "num_mel_bins": 80, "sampling_rate": 16000, "frame_shift": 0.01}
+
+
+@dataclass
+class LoadedLM:
+    model: object  # PolySpeechLM (eval mode, CPU)
+    vocab: object  # Vocab
+    cfg: object  # TrainConfig
+    exp_dir: Path
+    checkpoint: Path
+    feat_dim: int
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.cfg.tasks)
+
+    @property
+    def speech_input(self) -> str:
+        return self.cfg.data.speech_input
+
+    def rate(self, task: str) -> float:
+        """Output tokens per input item measured on the training data (1.0 if unknown)."""
+        from polyspeech_cli.lm.vocab import TASKS
+
+        return float(self.model.rates[TASKS.index(task)])
+
+
+def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
+    """Model, vocabulary and config of an LM exp dir; every missing piece is a one-line error."""
+    from polyspeech_cli.lm.checkpoint import list_checkpoints
+    from polyspeech_cli.lm.train import load_model
+
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        raise PolyspeechError(f"LM exp dir not found: {exp_dir} (train one with `polyspeech train lm --exp-dir {exp_dir}`)")
+    for name in ("config.yaml", "vocab.json"):
+        if not (exp_dir / name).is_file():
+            raise PolyspeechError(f"{exp_dir / name} is missing: {exp_dir} is not a trained LM exp dir (run `polyspeech train lm`)")
+    ckpts = list_checkpoints(exp_dir)
+    path = Path(checkpoint) if checkpoint else (ckpts[-1] if ckpts else None)
+    if path is None or not path.is_file():
+        raise PolyspeechError(f"no LM checkpoint {'at ' + str(path) if path else 'in ' + str(exp_dir / 'ckpt')} "
+                              "(train first, or pass --checkpoint)")
+    try:
+        model, vocab, cfg = load_model(exp_dir, path)
+    except PolyspeechError:
+        raise
+    except Exception as e:  # a truncated/garbled .pt or a config from another version
+        raise PolyspeechError(f"{path}: cannot load the LM checkpoint ({type(e).__name__}: {e}); retrain or pass another --checkpoint") from e
+    return LoadedLM(model, vocab, cfg, exp_dir, path, _feat_dim(model))
+
+
+def _feat_dim(model) -> int:
+    """Input feature dim of the speech adapter (0: no adapter; -1: cannot tell)."""
+    if model.adapter is None:
+        return 0
+    try:  # stack adapter: Linear(feat_dim * stack, d_model) first
+        return model.adapter.proj[0].in_features // model.cfg.stack if model.cfg.adapter == "stack" else -1
+    except (AttributeError, IndexError, TypeError):
+        return -1
+
+
+def require_task(lm: LoadedLM, task: str) -> None:
+    if task not in lm.tasks:
+        raise PolyspeechError(f"the LM in {lm.exp_dir} was trained for {', '.join(lm.tasks)}, not '{task}' (pick another --task or model)")
+    if task == "tts" and not lm.vocab.speech_type:
+        raise PolyspeechError(f"the LM in {lm.exp_dir} has no speech tokens in its vocabulary (train it with --speech-tokens sset)")
+
+
+# ---- token ranges ----------------------------------------------------------------------------------
+def output_range(lm: LoadedLM, task: str) -> tuple[int, int]:
+    """[lo, hi) of the ids a task may emit (besides <eos>)."""
+    v = lm.vocab
+    return {"asr": (v.text_offset, v.speech_offset), "tts": (v.speech_offset, v.lang_offset),
+            "lid": (v.lang_offset, v.gender_offset), "gid": (v.gender_offset, v.size)}[task]
+
+
+def eos_id(lm: LoadedLM) -> int:
+    return lm.vocab.eos
+
+
+def speech_layout(lm: LoadedLM) -> tuple[int, int, int]:
+    """(offset, codebook size, codebooks per frame) of the speech-token range."""
+    v = lm.vocab
+    return v.speech_offset, v.speech_codebook_size, max(1, v.speech_codebooks)
+
+
+def class_labels(lm: LoadedLM, task: str) -> list[str]:
+    lo, hi = output_range(lm, task)
+    return [lm.vocab.class_name(i) for i in range(lo, hi)]
+
+
+def decode_text(lm: LoadedLM, ids: list[int]) -> str:
+    return lm.vocab.decode_text(ids)
+
+
+def speech_codes(lm: LoadedLM, ids: list[int]) -> np.ndarray:
+    """Generated global speech ids (flattened frame by frame) -> local codes (T, codebooks)."""
+    off, size, k = speech_layout(lm)
+    arr = np.asarray(ids[: len(ids) // k * k], dtype=np.int64).reshape(-1, k)
+    return arr - off - np.arange(k)[None, :] * size
+
+
+def text_ids(lm: LoadedLM, text: str, language: str | None, where: str) -> list[int]:
+    """Text units of a TTS input, refusing what the model cannot read."""
+    v = lm.vocab
+    if not text or not text.strip():
+        raise PolyspeechError(f"{where}: the text to synthesize is empty (pass some text)")
+    if language is not None and language not in v.languages:
+        raise PolyspeechError(f"{where}: language '{language}' was not in the LM's training data "
+                              f"(it knows {', '.join(v.languages)}); pick one of those or another model")
+    ids = v.encode_text(text)
+    unknown = sum(i == v.unk for i in ids)
+    if unknown == len(ids) or unknown > 0.5 * len(ids):
+        raise PolyspeechError(f"{where}: {unknown} of {len(ids)} characters of {text[:40]!r} are unknown to the LM's "
+                              "vocabulary (wrong language or script?)")
+    return ids
+
+
+# ---- speech input ----------------------------------------------------------------------------------
+def feature_settings(lm: LoadedLM) -> dict:
+    """How to compute input features on the fly: `<exp>/features.json`, else the fbank default."""
+    path = lm.exp_dir / "features.json"
+    info = dict(DEFAULT_FEATURES)
+    if path.is_file():  # e.g. a copy of the `<feature dir>/fbank.json` that extract-tokens writes
+        try:
+            info.update(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as e:
+            raise PolyspeechError(f"{path}: not valid JSON ({e.msg}); fix or delete it") from None
+        if "dim" in info:
+            info["num_mel_bins"] = info["dim"]
+    elif lm.feat_dim not in (DEFAULT_FEATURES["num_mel_bins"], -1):
+        raise PolyspeechError(f"the LM in {lm.exp_dir} reads {lm.feat_dim}-dim features (HuBERT?); on-the-fly features are only "
+                              "fbank: extract them first with `polyspeech extract-tokens` and decode that manifest")
+    if info["type"] != "fbank":
+        raise PolyspeechError(f"{path}: on-the-fly features are only fbank, not {info['type']!r}; extract them with `polyspeech extract-tokens`")
+    return info
+
+
+def wave_features(lm: LoadedLM, wave: np.ndarray, sr: int) -> np.ndarray:
+    """Fbank (T, D) of a mono waveform with the training settings (resampled if needed)."""
+    from lhotse import Fbank, FbankConfig
+
+    info = feature_settings(lm)
+    target = int(info["sampling_rate"])
+    wave = np.asarray(wave, dtype=np.float32)
+    if sr != target:
+        from scipy.signal import resample_poly
+
+        g = math.gcd(int(sr), target)
+        wave = resample_poly(wave, target // g, int(sr) // g).astype(np.float32)
+    return Fbank(FbankConfig(num_mel_bins=int(info["num_mel_bins"]), device="cpu")).extract(wave, target)
+
+
+def cut_features(lm: LoadedLM, cut) -> np.ndarray:
+    """The cut's stored features, or fbank computed from its audio (e.g. synthesized audio)."""
+    if cut.has_features:
+        try:
+            return np.asarray(cut.load_features(), dtype=np.float32)
+        except Exception as e:
+            raise PolyspeechError(f"cut '{cut.id}': cannot load its features from {cut.features.storage_path} ({e})") from e
+    if not cut.has_recording:
+        raise PolyspeechError(f"cut '{cut.id}' has neither features nor audio (pass a manifest from `polyspeech prepare`)")
+    from polyspeech_cli.tokens.audio import cut_audio
+
+    return wave_features(lm, cut_audio(cut), cut.sampling_rate)
+
+
+def _normalise(lm: LoadedLM, x: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    if lm.cfg.data.cmvn:  # the same per-utterance CMVN as lm/data.py TaskDataset._feats
+        t = (t - t.mean(0)) / (t.std(0) + 1e-5)
+    return t
+
+
+def min_input_frames(lm: LoadedLM) -> int:
+    a = lm.model.adapter
+    n = 1
+    while a is not None and a.out_len(n) < 1:
+        n += 1
+    return n
+
+
+# ---- batches ---------------------------------------------------------------------------------------
+def build_batch(lm: LoadedLM, task: str, items: list[dict]) -> dict:
+    """The decoding batch `<task> input <sep>` of each item.
+
+    An item holds `feats` (T, D) continuous features, or `tokens` (discrete speech, for a
+    tokens-input LM), or `text_ids` (TTS). Returns the LM's batch dict plus `n_in` (input items).
+    """
+    v, m = lm.vocab, lm.model
+    prefix, feats, n_in = [], [], []
+    for it in items:
+        pre = [v.task_id(task)]
+        if task == "tts":
+            pre += it["text_ids"]
+            n_in.append(len(it["text_ids"]))
+        elif "tokens" in it:
+            pre += v.speech_ids(it["tokens"])
+            n_in.append(len(pre) - 1)
+        else:
+            f = _normalise(lm, it["feats"])
+            feats.append(f)
+            n_in.append(m.adapter.out_len(f.shape[0]))
+        prefix.append(torch.tensor(pre))
+    batch = {"task": task, "prefix": prefix, "suffix": [torch.tensor([v.sep]) for _ in items], "feats": None, "n_in": n_in}
+    if feats:
+        batch["feat_lens"] = torch.tensor([f.shape[0] for f in feats])
+        batch["feats"] = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    return batch
+
+
+def cut_item(lm: LoadedLM, task: str, cut) -> dict:
+    """A decoding item from a cut (features or tokens, per the LM's `speech_input`)."""
+    if task == "tts":
+        s = cut.supervisions[0] if cut.supervisions else None
+        return {"text_ids": text_ids(lm, s.text if s else "", s.language if s else None, f"cut '{cut.id}'")}
+    if lm.speech_input == "tokens":
+        key = lm.cfg.data.speech_tokens
+        if not cut.has_custom(key):
+            raise PolyspeechError(f"cut '{cut.id}' has no '{key}' tokens, which this LM reads (run `polyspeech extract-tokens --type {key}`)")
+        return {"tokens": cut.load_custom(key)}
+    x = cut_features(lm, cut)
+    if x.shape[0] < min_input_frames(lm):
+        raise PolyspeechError(f"cut '{cut.id}' is too short ({x.shape[0]} frames) for the LM's speech adapter")
+    return {"feats": x}
+
+
+# ---- stepping the model ----------------------------------------------------------------------------
+class Session:
+    """Incremental decoding of N rows `<task> input <sep>` + generated tokens.
+
+    Rows are right-padded to a common prefix length; generated tokens follow the padding, with
+    the padding masked out and explicit (possibly fractional, aligned) RoPE positions, so each
+    row computes exactly what it would alone. `use_cache=False` recomputes the whole sequence at
+    every step (the reference the KV cache is checked and benchmarked against).
+    """
+
+    def __init__(self, lm: LoadedLM, batch: dict, use_cache: bool = True) -> None:
+        self.m, self.use_cache = lm.model, use_cache
+        self.batch = batch
+
+    @torch.no_grad()
+    def prefill(self) -> torch.Tensor:
+        """Logits (N, V) for the first output token."""
+        m = self.m
+        x, mask, spans, pos = m.embed(self.batch)
+        self.lens = mask.sum(1)
+        rows = torch.arange(x.shape[0])
+        self.next_pos = (pos[rows, self.lens - 1] + 1)[:, None]
+        self.mask, self.spans = mask, spans
+        out = m.llm(inputs_embeds=x, attention_mask=m.attention_mask(mask, spans), position_ids=pos, use_cache=self.use_cache)
+        if self.use_cache:
+            self.cache = out.past_key_values
+        else:
+            self.x, self.pos = x, pos
+        return out.logits[rows, self.lens - 1].float()
+
+    def select(self, idx: torch.Tensor) -> None:
+        """Keep/duplicate/reorder rows (beam search): row i becomes old row idx[i]."""
+        self.mask, self.next_pos = self.mask[idx], self.next_pos[idx]
+        self.spans = [self.spans[int(i)] for i in idx]
+        if self.use_cache:
+            self.cache.reorder_cache(idx)
+        else:
+            self.x, self.pos = self.x[idx], self.pos[idx]
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row (N,); logits (N, V) for the next one."""
+        m = self.m
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        pos = self.next_pos
+        self.next_pos = self.next_pos + 1
+        if self.use_cache:
+            out = m.llm(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=pos, past_key_values=self.cache, use_cache=True)
+            self.cache = out.past_key_values
+            return out.logits[:, -1].float()
+        self.x = torch.cat([self.x, m.llm.get_input_embeddings()(tokens[:, None])], dim=1)
+        self.pos = torch.cat([self.pos, pos], dim=1)
+        out = m.llm(inputs_embeds=self.x, attention_mask=m.attention_mask(self.mask, self.spans), position_ids=self.pos, use_cache=False)
+        return out.logits[:, -1].float()
+
+
+@torch.no_grad()
+def ctc_logprobs(lm: LoadedLM, batch: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The CTC head's (N, T, n_text + 1) log-probs over the speech positions (class 0 = blank,
+    class i = text id text_offset + i - 1) and their lengths; None when the LM has no CTC head.
+
+    One extra forward pass over the prefixes (the decoding cache holds no hidden states).
+    """
+    m = lm.model
+    if m.ctc_head is None or batch.get("feats") is None:
+        return None
+    h, _, spans = m.hidden(batch)
+    logp, lens = m.ctc_logprobs(h, spans)
+    return logp.float(), lens.cpu()
+
+
+def ctc_class_offset(lm: LoadedLM) -> int:
+    """Text id of CTC class 1 (class = id - offset + 1)."""
+    return lm.model.text_offset

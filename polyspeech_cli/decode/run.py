@@ -1,0 +1,335 @@
+"""`polyspeech decode`: one task over a cut set -> `EXP/decode_<task>_<set>/` (ESPnet-like).
+
+    results.jsonl   one JSON object per utterance (the contract of polyspeech_cli/score/results.py)
+    hyp.trn ref.trn ASR: `text (uttid)` lines, for sclite
+    wav/ cuts.jsonl.gz  TTS: generated audio and a Lhotse manifest of it (ASR it for the CER)
+    decode.json     the settings; written last, it marks the directory as finished
+
+The whole directory is built under a temporary name and renamed into place, so an interrupted
+or failed decode leaves nothing behind, and a finished one is never re-done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from polyspeech_cli.decode import lm_io
+from polyspeech_cli.decode.ctc_prefix import joint_beam_nbest
+from polyspeech_cli.decode.search import (
+    beam_search,
+    class_posterior,
+    greedy,
+)
+from polyspeech_cli.decode.tts import (
+    SpeechBackend,
+    TTSOptions,
+    find_codec,
+    find_vocoder,
+    generate_speech,
+)
+from polyspeech_cli.errors import PolyspeechError, require_file
+
+TASKS = ("asr", "lid", "gid", "tts")
+
+
+@dataclass
+class DecodeOptions:
+    task: str
+    set_name: str = "test"
+    batch_size: int = 8
+    beam_size: int = 1
+    length_penalty: float = 0.0
+    ctc_weight: float = 0.0  # ASR beam: joint CTC/attention decoding weight (CTC prefix scores; 0 = attention only)
+    max_len_ratio: float = 2.0  # ASR: at most this x the expected text length (training rate x speech positions)
+    checkpoint: str | None = None
+    tts: TTSOptions = field(default_factory=TTSOptions)
+    prompt: str | None = None
+    codec: str | None = None
+    vocoder: str | None = None
+
+
+def asr_max_new(lm: lm_io.LoadedLM, n_in: int, ratio: float) -> int:
+    return math.ceil(ratio * lm.rate("asr") * n_in) + 5
+
+
+def transcribe_items(lm: lm_io.LoadedLM, items: list[dict], beam_size: int, length_penalty: float,
+                     max_len_ratio: float = 2.0, use_cache: bool = True, ctc_weight: float = 0.0) -> list[str]:
+    """ASR of a batch of decoding items (see lm_io.build_batch)."""
+    batch = lm_io.build_batch(lm, "asr", items)
+    max_new = [asr_max_new(lm, n, max_len_ratio) for n in batch["n_in"]]
+    lo, hi = lm_io.output_range(lm, "asr")
+    session = lm_io.Session(lm, batch, use_cache)
+    if beam_size <= 1:
+        ids = greedy(session, max_new, lo, hi, lm_io.eos_id(lm))
+    elif ctc_weight <= 0:
+        ids = beam_search(session, max_new, lo, hi, lm_io.eos_id(lm), beam_size, length_penalty)
+    else:
+        ctc = lm_io.ctc_logprobs(lm, batch)
+        if ctc is None:
+            raise PolyspeechError(f"--ctc-weight needs an LM with a CTC head on speech features; {lm.exp_dir} has none (use --ctc-weight 0)")
+        nbest = joint_beam_nbest(session, *ctc, lm_io.ctc_class_offset(lm), max_new, lo, hi, lm_io.eos_id(lm), beam_size, ctc_weight)
+        ids = [max(f, key=lambda h: h.score(length_penalty)).tokens if f else [] for f in nbest]
+    return [lm_io.decode_text(lm, i) for i in ids]
+
+
+
+
+
+def classify_items(lm: lm_io.LoadedLM, task: str, items: list[dict]) -> list[dict[str, float]]:
+    """LID/GID posteriors {label: p} over the class tokens (they sum to 1)."""
+    batch = lm_io.build_batch(lm, task, items)
+    lo, hi = lm_io.output_range(lm, task)
+    post = class_posterior(lm_io.Session(lm, batch).prefill(), lo, hi)
+    labels = lm_io.class_labels(lm, task)
+    return [{lab: float(p) for lab, p in zip(labels, row)} for row in post]
+
+
+# ---- the stage ----------------------------------------------------------------------------------
+def _sup(cut):
+    return cut.supervisions[0] if cut.supervisions else None
+
+
+def _has_ref(cut, task: str) -> bool:
+    s = _sup(cut)
+    if s is None:
+        return False
+    return {"asr": bool(s.text and s.text.strip()), "tts": bool(s.text and s.text.strip()),
+            "lid": bool(s.language), "gid": s.gender in ("M", "F")}[task]
+
+
+def _fingerprint(exp_dir: Path, ckpt: Path, cuts: Path, opts: DecodeOptions) -> dict:
+    st, cst = ckpt.stat(), cuts.stat()
+    return {"checkpoint": str(ckpt.resolve()), "checkpoint_mtime_ns": st.st_mtime_ns, "cuts": str(cuts.resolve()),
+            "cuts_size": cst.st_size, "cuts_mtime_ns": cst.st_mtime_ns, "options": asdict(opts)}
+
+
+def pick_prompts(cuts: list, targets: list) -> dict[str, object]:
+    """Per target cut, another cut of the same speaker (>= 1 s) as its speaker prompt: the longest."""
+    by_spk: dict[str, list] = {}
+    for c in cuts:
+        s = _sup(c)
+        if s is not None and s.speaker and c.duration >= 1.0 and c.has_recording:
+            by_spk.setdefault(s.speaker, []).append(c)
+    out = {}
+    for c in targets:
+        s = _sup(c)
+        others = [o for o in by_spk.get(s.speaker if s else None, []) if o.id != c.id]
+        if not others:
+            raise PolyspeechError(f"cut '{c.id}': no other utterance (>= 1 s, with audio) of speaker '{s.speaker if s else None}' "
+                                  "in the cut set to prompt with; pass --prompt FILE")
+        out[c.id] = max(others, key=lambda o: o.duration)
+    return out
+
+
+def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool = False, log=print, progress: bool = True) -> Path:
+    """Run the decode stage; returns the decode dir."""
+    from lhotse import CutSet
+
+    if opts.task not in TASKS:
+        raise PolyspeechError(f"unknown --task '{opts.task}' (choose from {', '.join(TASKS)})")
+    if opts.batch_size < 1 or opts.beam_size < 1:
+        raise PolyspeechError("--batch-size and --beam-size must be >= 1")
+    if not 0.0 <= opts.ctc_weight <= 1.0 or (opts.ctc_weight > 0 and opts.beam_size < 2):
+        raise PolyspeechError("--ctc-weight must be in [0, 1] and needs --beam-size >= 2 (joint CTC/attention beam search)")
+    exp_dir = Path(exp_dir)
+    cuts_path = require_file(Path(cuts_path), "cuts manifest", "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts")
+    lm = lm_io.load_lm(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
+    lm_io.require_task(lm, opts.task)
+    out = exp_dir / f"decode_{opts.task}_{opts.set_name}"
+    fp = _fingerprint(exp_dir, lm.checkpoint, cuts_path, opts)
+    if (out / "decode.json").is_file() and not overwrite:
+        if json.loads((out / "decode.json").read_text(encoding="utf-8")) == fp:
+            log(f"{out} is already decoded with these settings: nothing to do")
+            return out
+        raise PolyspeechError(f"{out} holds a decode with other settings/checkpoint/cuts: pass --overwrite, or another --set-name")
+    if out.exists() and not (out / "decode.json").is_file() and not overwrite:
+        raise PolyspeechError(f"{out} exists but was not written by a finished `polyspeech decode`: move it away or pass --overwrite")
+    try:
+        all_cuts = CutSet.from_file(cuts_path).to_eager()
+    except Exception as e:
+        raise PolyspeechError(f"{cuts_path}: not a readable Lhotse cuts manifest ({type(e).__name__}: {e})") from e
+    cuts = [c for c in all_cuts if _has_ref(c, opts.task)]
+    if not cuts:
+        raise PolyspeechError(f"{cuts_path}: no cut carries what '{opts.task}' needs (a supervision with "
+                              f"{ {'asr': 'text', 'tts': 'text', 'lid': 'language', 'gid': 'gender M/F'}[opts.task]})")
+    if len(cuts) < len(all_cuts):
+        log(f"{cuts_path}: {len(all_cuts) - len(cuts)} cuts lack a reference for {opts.task} and are skipped")
+
+    # Check everything that can fail on the user's input before any output is written.
+    backend, prompts, fixed_prompt = None, {}, None
+    if opts.task == "tts":
+        from polyspeech_cli.vocoder.synthesize import load_prompt
+
+        backend = SpeechBackend(lm, find_codec(Path(opts.codec) if opts.codec else None, exp_dir, all_cuts),
+                                find_vocoder(Path(opts.vocoder) if opts.vocoder else None, exp_dir))
+        if opts.prompt:
+            fixed_prompt = (*load_prompt(opts.prompt), str(opts.prompt))
+        else:
+            prompts = pick_prompts(list(all_cuts), cuts)
+        for c in cuts:
+            lm_io.cut_item(lm, "tts", c)  # empty text, unknown language -> error now
+
+    tmp = exp_dir / f".tmp.{out.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        rows = _run(lm, opts, cuts, tmp, out, backend, prompts, fixed_prompt, progress)
+        _write_outputs(opts.task, rows, tmp, out)
+        (tmp / "decode.json").write_text(json.dumps(fp, indent=1), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"decoded {len(rows)} utterances ({opts.task}) -> {out}")
+    return out
+
+
+def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, prompts: dict, fixed_prompt, progress: bool) -> list[dict]:
+    import soundfile as sf
+
+    from polyspeech_cli.tokens.audio import cut_audio
+    from polyspeech_cli.tokens.progress import make_progress
+
+    rows: list[dict] = []
+    gen = torch.Generator().manual_seed(opts.tts.seed)
+    # Similar lengths in one batch: less padding, and a batch finishes when its longest row does.
+    order = sorted(cuts, key=lambda c: c.duration if opts.task != "tts" else len(_sup(c).text))
+    bar = make_progress()
+    bar.disable = not progress
+    with bar:
+        job = bar.add_task(f"decode {opts.task}", total=len(order))
+        for i in range(0, len(order), opts.batch_size):
+            chunk = order[i : i + opts.batch_size]
+            items = [lm_io.cut_item(lm, opts.task, c) for c in chunk]
+            if opts.task == "asr":
+                hyps = transcribe_items(lm, items, opts.beam_size, opts.length_penalty, opts.max_len_ratio, ctc_weight=opts.ctc_weight)
+                for c, h in zip(chunk, hyps):
+                    rows.append({"id": c.id, "task": "asr", "ref": _sup(c).text, "hyp": h, "language": _sup(c).language})
+            elif opts.task in ("lid", "gid"):
+                for c, post in zip(chunk, classify_items(lm, opts.task, items)):
+                    ref = _sup(c).language if opts.task == "lid" else _sup(c).gender
+                    rows.append({"id": c.id, "task": opts.task, "ref": ref, "hyp": max(post, key=post.get), "posterior": post})
+            else:
+                ids = generate_speech(lm, [it["text_ids"] for it in items], opts.tts, gen)
+                for c, tok in zip(chunk, ids):
+                    s = _sup(c)
+                    if fixed_prompt is not None:
+                        wave, sr, name = fixed_prompt
+                    else:
+                        p = prompts[c.id]
+                        wave, sr, name = cut_audio(p), p.sampling_rate, f"prompt cut '{p.id}'"
+                    audio = backend.to_wave(tok, wave, sr, name)
+                    (tmp / "wav").mkdir(exist_ok=True)
+                    (tmp / "ref").mkdir(exist_ok=True)
+                    sf.write(tmp / "wav" / f"{c.id}.wav", audio, backend.sample_rate)
+                    # The real recording of this utterance: the SECS reference of its speaker.
+                    sf.write(tmp / "ref" / f"{c.id}.wav", cut_audio(c), c.sampling_rate)
+                    rows.append({"id": c.id, "task": "tts", "wav": str((out / "wav" / f"{c.id}.wav").resolve()),
+                                 "reference_wav": str((out / "ref" / f"{c.id}.wav").resolve()), "speaker": s.speaker,
+                                 "text": s.text, "language": s.language, "gender": s.gender,
+                                 "prompt": str(opts.prompt) if fixed_prompt is not None else prompts[c.id].id,
+                                 "num_tokens": len(tok), "duration": round(len(audio) / backend.sample_rate, 3)})
+            bar.advance(job, len(chunk))
+    order_index = {c.id: i for i, c in enumerate(cuts)}
+    return sorted(rows, key=lambda r: order_index[r["id"]])
+
+
+def _write_outputs(task: str, rows: list[dict], tmp: Path, out: Path) -> None:
+    (tmp / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    if task == "asr":
+        (tmp / "hyp.trn").write_text("".join(f"{r['hyp']} ({r['id']})\n" for r in rows), encoding="utf-8")
+        (tmp / "ref.trn").write_text("".join(f"{r['ref']} ({r['id']})\n" for r in rows), encoding="utf-8")
+    if task == "tts":
+        from lhotse import (
+            CutSet,
+            Recording,
+            RecordingSet,
+            SupervisionSegment,
+            SupervisionSet,
+        )
+        from lhotse.utils import fastcopy
+
+        recs, sups = [], []
+        for r in rows:
+            rec = Recording.from_file(tmp / "wav" / f"{r['id']}.wav", recording_id=r["id"])
+            rec = fastcopy(rec, sources=[fastcopy(rec.sources[0], source=r["wav"])])  # the final location
+            recs.append(rec)
+            sups.append(SupervisionSegment(r["id"], r["id"], 0.0, rec.duration, text=r["text"], language=r["language"],
+                                           speaker=r["speaker"], gender=r.get("gender")))
+        cuts = CutSet.from_manifests(RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups))
+        cuts.to_file(tmp / "cuts.jsonl.gz")
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """A mono float32 waveform of an audio file, or a one-line error."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise PolyspeechError(f"audio file not found: {path}")
+    try:
+        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise PolyspeechError(f"{path}: not a readable audio file ({type(e).__name__}); pass WAV/FLAC") from e
+    if wave.shape[0] < 0.1 * sr:
+        raise PolyspeechError(f"{path}: only {wave.shape[0] / sr:.2f} s of audio (too short to transcribe)")
+    return wave.mean(axis=1), sr
+
+
+# ---- one-off use: transcribe files, synthesize one sentence -------------------------------------
+def transcribe_files(exp_dir: Path, files: list[Path], beam_size: int = 1, length_penalty: float = 0.0,
+                     checkpoint: Path | None = None) -> list[dict]:
+    """ASR (+ LID and GID where the model was trained for them) of audio files, fbank on the fly."""
+    lm = lm_io.load_lm(exp_dir, checkpoint)
+    if not any(t in lm.tasks for t in ("asr", "lid", "gid")):
+        raise PolyspeechError(f"the LM in {exp_dir} was trained for {', '.join(lm.tasks)} only: nothing to transcribe")
+    if lm.speech_input != "features":
+        raise PolyspeechError(f"the LM in {exp_dir} reads discrete '{lm.cfg.data.speech_tokens}' tokens; transcribe needs an LM on fbank "
+                              "features (or extract tokens and use `polyspeech decode`)")
+    items = []
+    for f in files:
+        wave, sr = read_audio(f)
+        x = lm_io.wave_features(lm, wave, sr)
+        if x.shape[0] < lm_io.min_input_frames(lm):
+            raise PolyspeechError(f"{f}: too short to transcribe")
+        items.append({"feats": x})
+    rows = [{"file": str(f)} for f in files]
+    if "asr" in lm.tasks:
+        for r, h in zip(rows, transcribe_items(lm, items, beam_size, length_penalty)):
+            r["text"] = h
+    for task in ("lid", "gid"):
+        if task in lm.tasks:
+            for r, post in zip(rows, classify_items(lm, task, items)):
+                best = max(post, key=post.get)
+                r[task], r[f"{task}_p"] = best, post[best]
+    return rows
+
+
+def synthesize(exp_dir: Path, text: str, lang: str | None, prompt: Path, out: Path, codec: Path | None = None,
+               vocoder: Path | None = None, opts: TTSOptions | None = None, checkpoint: Path | None = None) -> Path:
+    """Text -> speech tokens -> features -> `out` (WAV), in the voice of `prompt`; atomic."""
+    import soundfile as sf
+
+    from polyspeech_cli.fileio import atomic_path
+    from polyspeech_cli.vocoder.synthesize import load_prompt
+
+    opts = opts or TTSOptions()
+    lm = lm_io.load_lm(exp_dir, checkpoint)
+    lm_io.require_task(lm, "tts")
+    ids = lm_io.text_ids(lm, text, lang, "synthesize")
+    wave, sr = load_prompt(prompt)
+    backend = SpeechBackend(lm, find_codec(codec, exp_dir), find_vocoder(vocoder, exp_dir))
+    tokens = generate_speech(lm, [ids], opts, torch.Generator().manual_seed(opts.seed))[0]
+    audio = backend.to_wave(tokens, wave, sr, str(prompt))
+    with atomic_path(Path(out)) as tmp:
+        sf.write(str(tmp), audio, backend.sample_rate)
+    return Path(out)

@@ -1,0 +1,173 @@
+"""Search over a `Session`: batched greedy, beam search, sampling, and class posteriors.
+
+Every function works on token ranges only (no knowledge of the LM), so it is testable with any
+object that has `prefill()`, `step(tokens)` and `select(rows)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+NEG = float("-inf")
+
+
+def restrict(logits: torch.Tensor, lo: int, hi: int, eos: int | None) -> torch.Tensor:
+    """Logits with every id outside [lo, hi) (and other than `eos`, if given) set to -inf."""
+    keep = torch.full_like(logits, NEG)
+    keep[:, lo:hi] = 0
+    if eos is not None:
+        keep[:, eos] = 0
+    return logits + keep
+
+
+def class_posterior(logits: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """(N, hi - lo) probabilities renormalised over the class tokens only."""
+    return logits[:, lo:hi].float().softmax(-1)
+
+
+def greedy(session, max_new: list[int], lo: int, hi: int, eos: int, min_new: int = 0) -> list[list[int]]:
+    """Batched greedy decoding, outputs restricted to [lo, hi) + eos; a row stops at eos or max_new
+    (eos is barred for the first `min_new` tokens, e.g. to benchmark fixed-length outputs)."""
+    logits = session.prefill()
+    n = logits.shape[0]
+    out: list[list[int]] = [[] for _ in range(n)]
+    done = torch.tensor([m <= 0 for m in max_new])
+    for t in range(max(max_new, default=0)):
+        tok = restrict(logits, lo, hi, eos if t >= min_new else None).argmax(-1)
+        for i in range(n):
+            if not done[i]:
+                if int(tok[i]) == eos:
+                    done[i] = True
+                else:
+                    out[i].append(int(tok[i]))
+                    done[i] = len(out[i]) >= max_new[i]
+        if bool(done.all()):
+            break
+        logits = session.step(torch.where(done, torch.full_like(tok, eos), tok))  # finished rows idle on eos
+    return out
+
+
+@dataclass
+class Hyp:
+    tokens: list[int]
+    logp: float
+
+    def score(self, length_penalty: float) -> float:
+        """GNMT-style length normalisation: logp / (tokens + eos) ** length_penalty (0 = raw logp)."""
+        return self.logp / (len(self.tokens) + 1) ** length_penalty
+
+
+def beam_search(session, max_new: list[int], lo: int, hi: int, eos: int, beam: int, length_penalty: float = 0.0) -> list[list[int]]:
+    """The best hypothesis of each row of `beam_nbest` (ranked by length-normalised logp)."""
+    return [max(f, key=lambda h: h.score(length_penalty)).tokens if f else [] for f in beam_nbest(session, max_new, lo, hi, eos, beam)]
+
+
+def beam_nbest(session, max_new: list[int], lo: int, hi: int, eos: int, beam: int) -> list[list[Hyp]]:
+    """Batched beam search (Whisper-style): K running hypotheses per utterance, refilled each step
+    from the best non-eos continuations; an eos continuation ranked above the K-th running one is
+    a finished hypothesis; an utterance is done with K finished ones (or at max_new, when the
+    running ones join them). With K = 1 this is exactly greedy decoding.
+
+    The KV cache follows the hypotheses: `session.select(rows)` reorders it every step.
+    """
+    logp = restrict(session.prefill(), lo, hi, eos).log_softmax(-1)
+    b, v = logp.shape
+    k = beam
+    session.select(torch.arange(b).repeat_interleave(k))
+    logp = logp.repeat_interleave(k, 0)
+    scores = torch.full((b, k), NEG)
+    scores[:, 0] = 0.0  # at the start all K rows are the same prefix: expand only one
+    seqs: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(b)]
+    finished: list[list[Hyp]] = [[] for _ in range(b)]
+    done = [m <= 0 for m in max_new]
+    for t in range(max(max_new, default=0)):
+        cand = (scores.reshape(-1, 1) + logp).reshape(b, k * v)
+        top_s, top_i = cand.topk(min(2 * k, k * v), dim=-1)
+        rows, toks, new_scores, new_seqs = [], [], torch.full((b, k), NEG), []
+        for u in range(b):
+            alive: list[tuple[int, int, float]] = []
+            if not done[u]:
+                for s, i in zip(top_s[u].tolist(), top_i[u].tolist()):
+                    if s == NEG:
+                        break
+                    src, tok = divmod(i, v)
+                    if tok == eos:
+                        if len(finished[u]) < k:
+                            finished[u].append(Hyp(seqs[u][src], s))
+                    else:
+                        alive.append((src, tok, s))
+                        if len(alive) == k:
+                            break
+                if len(finished[u]) >= k or not alive:
+                    done[u] = True
+                elif t + 1 >= max_new[u]:  # out of length: the running hypotheses count as finished
+                    finished[u] += [Hyp(seqs[u][src] + [tok], s) for src, tok, s in alive]
+                    done[u] = True
+            if done[u]:
+                alive = []
+            alive += [(0, eos, NEG)] * (k - len(alive))  # idle rows keep the shape
+            new_seqs.append([seqs[u][src] + [tok] if s != NEG else [] for src, tok, s in alive])
+            for j, (src, tok, s) in enumerate(alive):
+                rows.append(u * k + src)
+                toks.append(tok)
+                new_scores[u, j] = s
+        if all(done):
+            break
+        seqs, scores = new_seqs, new_scores
+        session.select(torch.tensor(rows))
+        logp = restrict(session.step(torch.tensor(toks)), lo, hi, eos).log_softmax(-1)
+    return finished
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+
+
+def filter_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """Temperature, then top-k, then nucleus (top-p) filtering; -inf stays -inf."""
+    logits = logits / max(cfg.temperature, 1e-5)
+    if cfg.top_k > 0:
+        kth = logits.topk(min(cfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, NEG)
+    if cfg.top_p < 1.0:
+        sorted_l, idx = logits.sort(dim=-1, descending=True)
+        probs = sorted_l.softmax(-1)
+        # Drop a token when the tokens before it already cover top_p (the best one always stays).
+        drop = probs.cumsum(-1) - probs > cfg.top_p
+        logits = logits.masked_fill(drop.scatter(-1, idx, drop), NEG)
+    return logits
+
+
+def sample(session, min_new: list[int], max_new: list[int], allowed: Callable[[int], tuple[int, int, bool]], eos: int,
+           cfg: SamplingConfig, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Batched sampling. `allowed(t)` -> (lo, hi, eos_ok) for output position t (e.g. the
+    codebook of a flattened multi-codebook frame); eos is also barred before min_new tokens."""
+    logits = session.prefill()
+    n = logits.shape[0]
+    out: list[list[int]] = [[] for _ in range(n)]
+    done = torch.tensor([m <= 0 for m in max_new])
+    for t in range(max(max_new, default=0)):
+        lo, hi, eos_ok = allowed(t)
+        rows = []
+        for i in range(n):
+            eos_i = eos if eos_ok and t >= min_new[i] else None
+            rows.append(restrict(logits[i : i + 1], lo, hi, eos_i))
+        probs = filter_logits(torch.cat(rows), cfg).softmax(-1)
+        tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        for i in range(n):
+            if not done[i]:
+                if int(tok[i]) == eos:
+                    done[i] = True
+                else:
+                    out[i].append(int(tok[i]))
+                    done[i] = len(out[i]) >= max_new[i]
+        if bool(done.all()):
+            break
+        logits = session.step(torch.where(done, torch.full_like(tok, eos), tok))
+    return out

@@ -1,0 +1,122 @@
+"""From generated speech tokens to audio: SSET codec decoder -> continuous features -> speech
+decoder + vocoder conditioned on a speaker prompt. Also the TTS generation itself (sampling)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from polyspeech_cli.decode import lm_io
+from polyspeech_cli.decode.search import SamplingConfig, sample
+from polyspeech_cli.errors import PolyspeechError
+
+
+@dataclass
+class TTSOptions:
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    # Output length bounds, as multiples of the expected length (the training data's speech tokens
+    # per text unit times the number of text units): a sampled eos cannot come before min_ratio.
+    min_ratio: float = 0.5
+    max_ratio: float = 2.0
+    seed: int = 0
+
+
+def find_codec(codec: Path | None, lm_exp: Path, cuts=None) -> Path:
+    """The SSET codec checkpoint: --codec (file or dir with codec.pt), else the one the cuts' tokens
+    were made with (`<token dir>/sset.json` `source`), else `<exp>/../codec/codec.pt`."""
+    tried = []
+    if codec is not None:
+        p = Path(codec)
+        p = p / "codec.pt" if p.is_dir() else p
+        if not p.is_file():
+            raise PolyspeechError(f"SSET codec checkpoint not found: {p} (train one with `polyspeech train codec` or fix --codec)")
+        return p
+    for cut in list(cuts or [])[:1]:
+        if cut.has_custom("sset"):
+            arr = cut.custom["sset"]
+            storage = Path(getattr(arr, "array", arr).storage_path)  # TemporalArray wraps an Array
+            for d in (storage, storage.parent):
+                if (d / "sset.json").is_file():
+                    src = Path(json.loads((d / "sset.json").read_text())["source"])
+                    tried.append(src)
+                    if src.is_file():
+                        return src
+    default = Path(lm_exp).parent / "codec" / "codec.pt"
+    tried.append(default)
+    if default.is_file():
+        return default
+    raise PolyspeechError(f"TTS needs the SSET codec decoder, not found (looked for {', '.join(map(str, tried))}): "
+                          "train it with `polyspeech train codec` or pass --codec DIR")
+
+
+def find_vocoder(vocoder: Path | None, lm_exp: Path) -> Path:
+    """The speech decoder exp dir (holding model.pt): --vocoder, else `<exp>/../vocoder`."""
+    d = Path(vocoder) if vocoder is not None else Path(lm_exp).parent / "vocoder"
+    if not (d / "model.pt").is_file():
+        raise PolyspeechError(f"TTS needs the speech decoder/vocoder, not found: {d / 'model.pt'} "
+                              "(train it with `polyspeech train vocoder`, or pass --vocoder DIR)")
+    return d
+
+
+class SpeechBackend:
+    """Codec decoder + vocoder, loaded once and checked against the LM's vocabulary."""
+
+    def __init__(self, lm: lm_io.LoadedLM, codec: Path, vocoder: Path) -> None:
+        from polyspeech_cli.codec.checkpoint import load_codec
+        from polyspeech_cli.vocoder.synthesize import load_vocoder
+
+        if lm.vocab.speech_type != "sset":
+            raise PolyspeechError(f"the LM in {lm.exp_dir} emits '{lm.vocab.speech_type}' tokens; waveform generation needs "
+                                  "SSET tokens (train the LM with --speech-tokens sset)")
+        self.codec, self.meta = load_codec(codec, "cpu")
+        _, size, k = lm_io.speech_layout(lm)
+        if self.codec.cfg.codebook_size != size or self.codec.cfg.n_codebooks < k:
+            raise PolyspeechError(f"{codec}: codebooks {self.codec.cfg.n_codebooks}x{self.codec.cfg.codebook_size} do not match the "
+                                  f"LM's speech tokens ({k}x{size}); pass the codec the tokens were extracted with (--codec)")
+        self.vocoder_dir = vocoder
+        self.vocoder = load_vocoder(vocoder)
+        if self.vocoder.feat_dim != int(self.meta["feat_dim"]):
+            raise PolyspeechError(f"{vocoder / 'model.pt'} reads {self.vocoder.feat_dim}-dim features but the codec {codec} "
+                                  f"outputs {self.meta['feat_dim']}-dim ones: use a vocoder trained on the codec's feature type")
+        self.lm = lm
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.vocoder.cfg.mel.sample_rate)
+
+    @torch.no_grad()
+    def to_wave(self, ids: list[int], prompt_wave: np.ndarray, prompt_sr: int, prompt_name: str) -> np.ndarray:
+        from polyspeech_cli.vocoder.synthesize import features_to_wave
+
+        codes = lm_io.speech_codes(self.lm, ids)
+        if len(codes) == 0:
+            raise PolyspeechError(f"{prompt_name}: the LM generated no speech tokens (raise --min-ratio)")
+        feats = self.codec.decode(torch.from_numpy(codes)[None])[0].numpy()
+        return features_to_wave(feats, prompt_wave, prompt_sr, self.vocoder_dir, prompt_name=prompt_name,
+                                frame_shift=float(self.meta["frame_shift"]))
+
+
+def generate_speech(lm: lm_io.LoadedLM, text_ids: list[list[int]], opts: TTSOptions, generator: torch.Generator,
+                    use_cache: bool = True) -> list[list[int]]:
+    """Sample speech token ids for a batch of texts (restricted to the speech range, codebook by codebook)."""
+    off, size, k = lm_io.speech_layout(lm)
+    rate = lm.rate("tts")
+    expected = [max(1, len(t) * rate) for t in text_ids]
+    # Lengths in whole frames (k tokens each), so eos only ever follows a complete frame.
+    min_new = [k * math.floor(opts.min_ratio * e / k) for e in expected]
+    max_new = [k * max(1, math.ceil(opts.max_ratio * e / k)) for e in expected]
+
+    def allowed(t: int) -> tuple[int, int, bool]:
+        c = t % k
+        return off + c * size, off + (c + 1) * size, c == 0
+
+    batch = lm_io.build_batch(lm, "tts", [{"text_ids": t} for t in text_ids])
+    cfg = SamplingConfig(opts.temperature, opts.top_k, opts.top_p)
+    return sample(lm_io.Session(lm, batch, use_cache), min_new, max_new, allowed, lm_io.eos_id(lm), cfg, generator)

@@ -1,0 +1,1 @@
+"""The multitask decoder-only LM: vocabulary, model, task data, training, checkpoints."""

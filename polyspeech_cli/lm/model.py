@@ -1,0 +1,236 @@
+"""The PolySpeech LM: a Llama-family decoder (from `transformers`) plus our speech adapter.
+
+Every task is one sequence `<task> input <sep> output <eos>`. Token inputs go through the
+embedding table; continuous speech frames go through the adapter and are placed in the same
+sequence via `inputs_embeds`. The loss is next-token cross-entropy on the output part only,
+plus (optionally) a CTC loss on the hidden states at speech positions of ASR examples: CTC
+forces a monotonic frame-to-text alignment early on, which a small decoder-only LM otherwise
+takes a long time to discover on its own (see the README for the measurements).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from polyspeech_cli.lm.vocab import TASKS
+
+ALIGNED_TASKS = ("asr", "tts")  # LID/GID have a 1-token output: no alignment to speak of
+
+
+@dataclass
+class ModelConfig:
+    """Decoder size and speech adapter; `vocab_size` and `feat_dim` are filled in from the data."""
+
+    d_model: int = 256
+    n_layers: int = 6
+    n_heads: int = 4
+    n_kv_heads: int = 4
+    d_ff: int = 768
+    dropout: float = 0.0
+    max_positions: int = 4096
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+    adapter: str = "stack"  # stack: concatenate `stack` frames + MLP; conv2d: 2 strided convs (4x)
+    stack: int = 4
+    ctc_weight: float = 0.3  # 0 disables the auxiliary CTC head
+    # Prefix LM: `<task> input` attend to each other in both directions (an encoder over the
+    # input, as in encoder-decoder ASR); `<sep> output` stays causal, so decoding is unchanged.
+    prefix_lm: bool = False
+    # Aligned positions: the input (speech frames for ASR, text for TTS) gets RoPE positions
+    # 1 + u * rate and the output 1 + j, with rate = output tokens per input item measured on the
+    # training data, so output token j sits at the same position as the input it transcribes.
+    # The roughly monotonic alignment becomes "attend near your own position", which RoPE makes
+    # easy, instead of a content-only search that a small LM learns slowly.
+    aligned_positions: bool = True
+    gradient_checkpointing: bool = False
+
+
+class SpeechAdapter(nn.Module):
+    """Continuous frames (B, T, D) -> (B, T', d_model) with T' = T // 4 (conv2d) or T // stack."""
+
+    def __init__(self, feat_dim: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.kind, self.stack = cfg.adapter, cfg.stack
+        if cfg.adapter == "stack":
+            self.proj = nn.Sequential(nn.Linear(feat_dim * cfg.stack, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
+        elif cfg.adapter == "conv2d":
+            # ESPnet's Conv2dSubsampling: two 3x3 stride-2 convolutions over (time, frequency).
+            c = cfg.d_model // 4
+            self.conv = nn.Sequential(nn.Conv2d(1, c, 3, 2), nn.GELU(), nn.Conv2d(c, c, 3, 2), nn.GELU())
+            self.proj = nn.Linear(c * (((feat_dim - 1) // 2 - 1) // 2), cfg.d_model)
+        else:
+            raise ValueError(f"unknown adapter {cfg.adapter!r} (stack or conv2d)")
+
+    def out_len(self, n: int) -> int:
+        return n // self.stack if self.kind == "stack" else ((n - 1) // 2 - 1) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "stack":
+            b, t, d = x.shape
+            t = t // self.stack * self.stack
+            return self.proj(x[:, :t].reshape(b, t // self.stack, d * self.stack))
+        y = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+        return self.proj(y.transpose(1, 2).flatten(2))
+
+
+class PolySpeechLM(nn.Module):
+    """Decoder-only multitask LM. `n_text` (text units) sizes the CTC head (blank = class 0)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, feat_dim: int, n_text: int, text_offset: int) -> None:
+        super().__init__()
+        self.cfg, self.text_offset = cfg, text_offset
+        llama = LlamaConfig(
+            vocab_size=vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
+            num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
+            max_position_embeddings=cfg.max_positions, rope_theta=cfg.rope_theta, attention_dropout=cfg.dropout,
+            tie_word_embeddings=cfg.tie_embeddings, pad_token_id=0, bos_token_id=None, eos_token_id=1,
+        )
+        llama._attn_implementation = "sdpa"
+        self.llm = LlamaForCausalLM(llama)
+        if cfg.gradient_checkpointing:
+            self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.adapter = SpeechAdapter(feat_dim, cfg) if feat_dim > 0 else None
+        self.ctc_head = nn.Linear(cfg.d_model, n_text + 1) if cfg.ctc_weight > 0 and n_text > 0 else None
+        # Output tokens per input item, per task (set from the training data; saved with the model).
+        self.register_buffer("rates", torch.ones(len(TASKS)))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- sequence assembly -------------------------------------------------------------------
+    def embed(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]], torch.Tensor]:
+        """(B, L, D) input embeddings, the (B, L) padding mask, each row's input span, (B, L) positions.
+
+        `batch["prefix"]`, `batch["suffix"]`: lists of 1-D token tensors placed before and after
+        the (optional) continuous speech; `batch["feats"]` (B, T, F) with `batch["feat_lens"]`.
+        """
+        emb = self.llm.get_input_embeddings()
+        rows, spans, positions = [], [], []
+        aligned = self.cfg.aligned_positions and batch["task"] in ALIGNED_TASKS
+        rate = float(self.rates[TASKS.index(batch["task"])]) if aligned else 1.0
+        speech = None
+        if batch.get("feats") is not None:
+            speech = self.adapter(batch["feats"])
+        for i, (pre, suf) in enumerate(zip(batch["prefix"], batch["suffix"])):
+            parts = [emb(pre)]
+            start = pre.numel()
+            if speech is not None:
+                n = min(self.adapter.out_len(int(batch["feat_lens"][i])), speech.shape[1])
+                parts.append(speech[i, :n])
+                spans.append((start, start + n))
+            else:
+                spans.append((start, start))
+            parts.append(emb(suf))
+            rows.append(torch.cat(parts))
+            n_in = spans[-1][1] - 1  # input items after the task token
+            if aligned:
+                pos = torch.cat([torch.zeros(1), 1 + torch.arange(n_in) * rate, 1 + torch.arange(suf.numel(), dtype=torch.float)])
+            else:
+                pos = torch.arange(rows[-1].shape[0], dtype=torch.float)
+            positions.append(pos)
+        lens = [r.shape[0] for r in rows]
+        x = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < torch.tensor(lens, device=x.device)[:, None]).long()
+        return x, mask, spans, nn.utils.rnn.pad_sequence(positions, batch_first=True).to(x.device)
+
+    def attention_mask(self, mask: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+        """The (B, L) padding mask, or with `prefix_lm` a (B, 1, L, L) boolean mask (True = attend)."""
+        if not self.cfg.prefix_lm:
+            return mask
+        n = mask.shape[1]
+        i = torch.arange(n, device=mask.device)
+        causal = i[None, :] <= i[:, None]
+        ends = torch.tensor([e for _, e in spans], device=mask.device)[:, None, None]  # input = [0, end)
+        prefix = (i[None, :, None] < ends) & (i[None, None, :] < ends)
+        full = (causal[None] | prefix) & mask[:, None, :].bool()
+        full |= torch.eye(n, dtype=torch.bool, device=mask.device)[None]  # padded rows: no all-masked row (NaN)
+        return full[:, None]
+
+    def hidden(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """Last hidden states (B, L, D), the padding mask and the speech/input spans."""
+        x, mask, spans, pos = self.embed(batch)
+        h = self.llm.model(inputs_embeds=x, attention_mask=self.attention_mask(mask, spans), position_ids=pos).last_hidden_state
+        return h, mask, spans
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Loss of one batch: CE on the output tokens (+ ctc_weight * CTC for ASR)."""
+        h, mask, spans = self.hidden(batch)
+        # Targets: the suffix is `<sep> output <eos>`; position p predicts token p+1, so the
+        # positions from <sep> to the last output token carry the loss.
+        targets = torch.full(mask.shape, -100, dtype=torch.long, device=h.device)
+        for i, (suf, (_, end)) in enumerate(zip(batch["suffix"], spans)):
+            targets[i, end : end + suf.numel() - 1] = suf[1:]
+        sel = targets != -100
+        logits = self.llm.lm_head(h[sel])
+        ce = F.cross_entropy(logits.float(), targets[sel])
+        out = {"ce": ce, "loss": ce, "n_tokens": sel.sum()}
+        if self.ctc_head is not None and batch.get("ctc_targets") is not None:
+            ctc = self.ctc_loss(h, spans, batch["ctc_targets"])
+            out["ctc"] = ctc
+            out["loss"] = (1 - self.cfg.ctc_weight) * ce + self.cfg.ctc_weight * ctc
+        return out
+
+    def ctc_logprobs(self, h: torch.Tensor, spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        t = max(e - s for s, e in spans)
+        frames = torch.stack([F.pad(h[i, s:e], (0, 0, 0, t - (e - s))) for i, (s, e) in enumerate(spans)])
+        lens = torch.tensor([e - s for s, e in spans], device=h.device)
+        return self.ctc_head(frames).float().log_softmax(-1), lens
+
+    def ctc_loss(self, h: torch.Tensor, spans: list[tuple[int, int]], targets: list[torch.Tensor]) -> torch.Tensor:
+        logp, lens = self.ctc_logprobs(h, spans)
+        local = [t - self.text_offset + 1 for t in targets]  # text id -> CTC class (0 = blank)
+        tgt_lens = torch.tensor([t.numel() for t in local], device=h.device)
+        return F.ctc_loss(logp.transpose(0, 1), torch.cat(local), lens, tgt_lens, zero_infinity=True)
+
+    # ---- decoding ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def greedy(self, batch: dict, max_new: int, allowed: tuple[int, int] | None = None, eos: int = 1) -> list[list[int]]:
+        """KV-cached greedy decoding of each row (batch size 1 loop: prefixes differ in length).
+
+        `batch["suffix"]` must hold just `<sep>`; `allowed` restricts outputs to an id range
+        [lo, hi) (plus <eos>), e.g. text units for ASR or the class tokens for LID/GID.
+        """
+        results = []
+        for i in range(len(batch["prefix"])):
+            one = {"task": batch["task"], "prefix": batch["prefix"][i : i + 1], "suffix": batch["suffix"][i : i + 1]}
+            if batch.get("feats") is not None:
+                n = int(batch["feat_lens"][i])
+                one["feats"], one["feat_lens"] = batch["feats"][i : i + 1, :n], batch["feat_lens"][i : i + 1]
+            x, mask, spans, pos = self.embed(one)
+            out = self.llm(inputs_embeds=x, attention_mask=self.attention_mask(mask, spans), position_ids=pos, use_cache=True)
+            next_pos = pos[:, -1:] + 1
+            past, logits, tokens = out.past_key_values, out.logits[:, -1], []
+            for _ in range(max_new):
+                if allowed is not None:
+                    keep = torch.full_like(logits, float("-inf"))
+                    keep[:, allowed[0] : allowed[1]] = 0
+                    keep[:, eos] = 0
+                    logits = logits + keep
+                tok = int(logits.argmax(-1))
+                if tok == eos:
+                    break
+                tokens.append(tok)
+                mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
+                out = self.llm(input_ids=torch.tensor([[tok]], device=x.device), attention_mask=mask, position_ids=next_pos,
+                               past_key_values=past, use_cache=True)
+                next_pos = next_pos + 1
+                past, logits = out.past_key_values, out.logits[:, -1]
+            results.append(tokens)
+        return results
+
+    @torch.no_grad()
+    def ctc_greedy(self, batch: dict) -> list[list[int]]:
+        """Best-path CTC decoding from the speech positions (global text ids)."""
+        h, _, spans = self.hidden(batch)
+        logp, lens = self.ctc_logprobs(h, spans)
+        best = logp.argmax(-1)
+        out = []
+        for row, n in zip(best, lens):
+            ids = torch.unique_consecutive(row[: int(n)]).tolist()
+            out.append([c - 1 + self.text_offset for c in ids if c != 0])
+        return out

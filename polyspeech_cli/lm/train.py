@@ -1,0 +1,388 @@
+"""Multitask training of the PolySpeech LM (single-task = one entry in `tasks`).
+
+Each optimiser step picks ONE task at random, with probability proportional to that task's
+data volume in hours (or to `task_weights`), sharpened/flattened by `task_temperature`:
+p_t ∝ v_t^(1/T). It then accumulates `grad_accum` batches of that task. Runs under
+`torchrun --nproc_per_node N` as DDP: every rank draws the same task (same seed), and each
+task's sampler is sharded by rank.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from lhotse import CutSet
+from lhotse.dataset import SimpleCutSampler
+
+from polyspeech_cli.config import save_config
+from polyspeech_cli.errors import PolyspeechError, require_file
+from polyspeech_cli.lm.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint, save_checkpoint
+from polyspeech_cli.lm.data import DataConfig, TaskDataset, TaskStream, codebook_size, has_labels, select_task_cuts, to_device
+from polyspeech_cli.lm.evaluate import evaluate
+from polyspeech_cli.lm.model import ModelConfig, PolySpeechLM
+from polyspeech_cli.lm.plot import plot_losses
+from polyspeech_cli.lm.vocab import TASKS, Vocab, VocabConfig, build_vocab
+
+
+@dataclass
+class TrainConfig:
+    """All keys of `conf/lm_*.yaml`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tasks: list[str] = field(default_factory=lambda: ["asr", "lid", "gid"])
+    task_weights: dict[str, float] = field(default_factory=dict)  # multipliers on each task's hours (default 1)
+    task_temperature: float = 1.0  # >1 flattens the task mix towards uniform
+    max_duration: float = 80.0  # seconds of speech per batch
+    num_buckets: int = 10
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    log_every: int = 10
+    valid_every: int = 200
+    valid_batches: int = 10
+    eval_every: int = 0  # greedy CER / accuracy on dev cuts; 0 = only at the end
+    eval_utts: int = 50
+    checkpoint_every: int = 500
+    keep_last: int = 3
+    average_last: int = 0  # >1: also write ckpt/avg-<K>.pt averaging the last K checkpoints
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def task_probabilities(hours: dict[str, float], weights: dict[str, float], temperature: float) -> dict[str, float]:
+    """p_t ∝ (hours_t * weight_t)^(1/temperature); a task missing from `weights` has weight 1
+    (weights of known tasks that are not being trained are ignored)."""
+    unknown = set(weights) - set(TASKS)
+    if unknown:
+        raise PolyspeechError(f"task_weights names unknown tasks: {', '.join(sorted(unknown))} (tasks are {', '.join(TASKS)})")
+    raw = {t: (h * weights.get(t, 1.0)) ** (1.0 / temperature) for t, h in hours.items()}
+    total = sum(raw.values())
+    if total <= 0:
+        raise PolyspeechError("task weights are all zero (give at least one task a positive weight)")
+    return {t: v / total for t, v in raw.items()}
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warm-up to `lr`, then linear decay to 0 at `max_steps`."""
+
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        return max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - cfg.warmup_steps))
+
+    return f
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PolyspeechError(f"device '{name}' requested but no CUDA GPU is visible (use --device cpu)")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision not in ("bf16", "fp16"):
+        raise PolyspeechError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r} (fix the config)")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
+    return PolySpeechLM(cfg.model, vocab.size, feat_dim, len(vocab.text_units), vocab.text_offset)
+
+
+def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeechLM, Vocab, TrainConfig]:
+    """Model (eval mode, CPU), vocabulary and config of an experiment; newest checkpoint by default."""
+    from polyspeech_cli.config import load_config
+
+    exp_dir = Path(exp_dir)
+    cfg = load_config(exp_dir / "config.yaml", TrainConfig)
+    vocab = Vocab.load(exp_dir / "vocab.json")
+    ckpts = list_checkpoints(exp_dir)
+    path = Path(checkpoint) if checkpoint else (ckpts[-1] if ckpts else None)
+    if path is None:
+        raise PolyspeechError(f"no checkpoint in {exp_dir / 'ckpt'} (train first, or pass --checkpoint)")
+    state = load_checkpoint(path, vocab.fingerprint)
+    model = build_model(cfg, vocab, state["feat_dim"])
+    state["model"].setdefault("rates", model.rates)  # checkpoints from before aligned positions
+    model.load_state_dict(state["model"])
+    return model.eval(), vocab, cfg
+
+
+def _n_speech_tokens(cut, data_cfg: DataConfig) -> int:
+    shape = cut.custom[data_cfg.speech_tokens].shape
+    return shape[0] * (min(data_cfg.speech_codebooks, shape[1]) if len(shape) > 1 else 1)
+
+
+def alignment_rates(model: PolySpeechLM, vocab: Vocab, task_cuts: dict[str, CutSet], data_cfg: DataConfig) -> dict[str, float]:
+    """Output tokens per input item on the training data (ASR: text units per speech position;
+    TTS: speech tokens per text unit); used by `model.aligned_positions`."""
+    rates = {}
+    if "asr" in task_cuts:
+        cuts = task_cuts["asr"]
+        n_in = sum(model.adapter.out_len(c.num_frames) if data_cfg.speech_input == "features" else _n_speech_tokens(c, data_cfg) for c in cuts)
+        rates["asr"] = sum(len(vocab.encode_text(c.supervisions[0].text)) for c in cuts) / max(n_in, 1)
+    if "tts" in task_cuts:
+        cuts = task_cuts["tts"]
+        rates["tts"] = sum(_n_speech_tokens(c, data_cfg) for c in cuts) / max(1, sum(len(vocab.encode_text(c.supervisions[0].text)) for c in cuts))
+    return rates
+
+
+class CsvLog:
+    """Append-only training log (rank 0): one row per (step, split, task)."""
+
+    FIELDS = ("step", "split", "task", "loss", "ce", "ctc", "metric", "value", "lr", "hours_seen", "elapsed_s")
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        self.path = path
+        if fresh or not path.exists():
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerow(self.FIELDS)
+
+    def write(self, **row) -> None:
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            csv.DictWriter(f, self.FIELDS).writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _load_cuts(path: Path, what: str) -> CutSet:
+    require_file(path, what, "run `polyspeech prepare` (and `extract-tokens`) first, or fix the path")
+    return CutSet.from_file(path)
+
+
+def _feat_dim(task_cuts: dict[str, CutSet], data_cfg: DataConfig) -> int:
+    if data_cfg.speech_input != "features":
+        return 0
+    for task, cuts in task_cuts.items():
+        if task != "tts":
+            return next(iter(cuts)).num_features
+    return 0
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Path, resume: bool = False,
+          log=print, progress: bool = True, stop_at: int | None = None, vocab_only: bool = False) -> dict:
+    """Train; returns {"step", "metrics" (final dev metrics, rank 0), "param_checksum"}.
+
+    `vocab_only`: build and write `vocab.json` (+ `text.model`) and stop (a recipe stage).
+    `stop_at` ends the run early after that step (as an interruption would; the learning-rate
+    schedule still spans `max_steps`), leaving a checkpoint to `--resume` from.
+    """
+    for t in cfg.tasks:
+        if t not in TASKS:
+            raise PolyspeechError(f"unknown task '{t}' in --tasks (choose from {', '.join(TASKS)})")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    is_main = rank == 0
+    say = log if is_main else (lambda *a, **k: None)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    amp = autocast_dtype(cfg.precision, device)
+    exp_dir = Path(exp_dir)
+
+    # Data and vocabulary. The vocabulary is rebuilt from the train cuts every time and compared
+    # with the checkpoint's *before* anything in exp_dir is written.
+    cuts = _load_cuts(Path(train_cuts), "train cuts")
+    task_cuts = select_task_cuts(cuts, cfg.tasks, cfg.data, Path(train_cuts), log=say)
+    texts = [c.supervisions[0].text for c in cuts if c.supervisions and c.supervisions[0].text]
+    langs = {c.supervisions[0].language for c in cuts if c.supervisions and c.supervisions[0].language}
+    need_tokens = "tts" in cfg.tasks or cfg.data.speech_input == "tokens"
+    cb_size = codebook_size(cuts, cfg.data) if need_tokens else 0
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = build_vocab(texts, langs, cfg.vocab, Path(tmp), cfg.data.speech_tokens if need_tokens else None,
+                            cb_size, cfg.data.speech_codebooks if need_tokens else 0)
+        ckpts = list_checkpoints(exp_dir)
+        state = None
+        if resume and ckpts:
+            state = load_checkpoint(ckpts[-1], vocab.fingerprint)
+        elif ckpts and not resume:
+            raise PolyspeechError(f"{exp_dir} already holds checkpoints ({ckpts[-1].name}): pass --resume to continue, or use a new --exp-dir")
+        if is_main:
+            exp_dir.mkdir(parents=True, exist_ok=True)
+            if vocab.spm_model:
+                (exp_dir / "text.model").write_bytes((Path(tmp) / "text.model").read_bytes())
+            vocab.save(exp_dir / "vocab.json")
+            save_config(cfg, exp_dir / "config.yaml")
+    if vocab_only:
+        say(f"vocabulary: {vocab.size} tokens ({len(vocab.text_units)} {cfg.vocab.text_unit} text units) -> {exp_dir / 'vocab.json'}")
+        return {"step": 0, "metrics": {}, "param_checksum": 0.0}
+
+    hours = {t: sum(c.duration for c in tc) / 3600 for t, tc in task_cuts.items()}
+    probs = task_probabilities(hours, cfg.task_weights, cfg.task_temperature)
+    say("tasks: " + ", ".join(f"{t} {hours[t]:.2f} h p={probs[t]:.2f}" for t in cfg.tasks))
+    dev = CutSet.from_file(require_file(Path(dev_cuts), "dev cuts", "fix --dev-cuts")).to_eager() if dev_cuts else None
+    dev_tasks: dict[str, CutSet] = {}
+    for t in cfg.tasks if dev is not None else []:
+        sel = dev.filter(lambda c, t=t: has_labels(c, t, cfg.data)).to_eager()
+        if len(sel):
+            dev_tasks[t] = sel
+        else:
+            say(f"{dev_cuts}: no cut carries the labels of task '{t}': no dev loss for it")
+
+    torch.manual_seed(cfg.seed)
+    feat_dim = _feat_dim(task_cuts, cfg.data)
+    model = build_model(cfg, vocab, feat_dim).to(device)
+    rates = alignment_rates(model, vocab, task_cuts, cfg.data)
+    for task, rate in rates.items():
+        model.rates[TASKS.index(task)] = rate
+    if cfg.model.aligned_positions:
+        say("aligned positions, output tokens per input item: " + ", ".join(f"{t} {r:.3f}" for t, r in rates.items()))
+    say(f"model: {model.num_params() / 1e6:.2f} M parameters, vocabulary {vocab.size} tokens ({len(vocab.text_units)} text units)")
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    streams = {t: TaskStream(task_cuts[t], cfg.max_duration, cfg.num_buckets, cfg.seed + i, world, rank) for i, t in enumerate(cfg.tasks)}
+    datasets = {t: TaskDataset(t, vocab, cfg.data) for t in cfg.tasks}
+    task_rng = random.Random(cfg.seed)
+    step, hours_seen = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        for t, s in state["streams"].get(rank, state["streams"][0]).items():
+            if t in streams:
+                streams[t].load_state_dict(s)
+        task_rng.setstate(state["task_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        step, hours_seen = state["step"], state["hours_seen"]
+        say(f"resumed from {list_checkpoints(exp_dir)[-1]} at step {step}")
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if distributed else model
+    csv_log = CsvLog(exp_dir / "train_log.csv", fresh=state is None) if is_main else None
+
+    def checkpoint() -> None:
+        # Every rank's sampler position goes into the checkpoint (gathered to rank 0).
+        mine = {t: s.state_dict() for t, s in streams.items()}
+        gathered = [None] * world
+        if distributed:
+            dist.all_gather_object(gathered, mine)
+        else:
+            gathered = [mine]
+        if is_main:
+            save_checkpoint(exp_dir, step, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(), "streams": dict(enumerate(gathered)), "task_rng": task_rng.getstate(),
+                "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "step": step, "hours_seen": hours_seen, "vocab_fingerprint": vocab.fingerprint, "feat_dim": feat_dim,
+                "config": cfg, "world_size": world,
+            }, cfg.keep_last)
+
+    def validate() -> None:
+        if dev is None or not is_main:
+            return
+        model.eval()
+        with torch.no_grad():
+            for t, tc in dev_tasks.items():
+                losses = []
+                for i, b in enumerate(SimpleCutSampler(tc, max_duration=cfg.max_duration)):
+                    if i >= cfg.valid_batches:
+                        break
+                    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                        losses.append(float(model(to_device(datasets[t][b], device))["ce"]))
+                csv_log.write(step=step, split="dev", task=t, loss=sum(losses) / len(losses), ce=sum(losses) / len(losses))
+        model.train()
+
+    def run_eval() -> dict[str, float]:
+        if dev is None or not is_main:
+            return {}
+        m = evaluate(model, vocab, dev, cfg.tasks, cfg.data, device, cfg.eval_utts)
+        for k, v in m.items():
+            csv_log.write(step=step, split="dev", task=k.split("_")[0], metric=k, value=v, elapsed_s=time.time() - t0)
+        say(f"step {step} dev: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+        return m
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    ema: dict[str, float] = {}
+    interval: dict[str, dict[str, float]] = {}
+    t0 = time.time()
+    bar = Progress(TextColumn("[bold]lm"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
+                   disable=not (is_main and progress))
+    model.train()
+    with bar:
+        job = bar.add_task("", total=cfg.max_steps, completed=step)
+        while step < min(cfg.max_steps, stop_at or cfg.max_steps):
+            task = task_rng.choices(list(probs), weights=list(probs.values()))[0]
+            stats: dict[str, float] = {}
+            for micro in range(cfg.grad_accum):
+                batch = to_device(datasets[task][next(streams[task])], device)
+                hours_seen += batch["duration"] / 3600 * world
+                sync = nullcontext() if (not distributed or micro == cfg.grad_accum - 1) else net.no_sync()
+                with sync:
+                    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                        out = net(batch)
+                    scaler.scale(out["loss"] / cfg.grad_accum).backward()
+                for k in ("loss", "ce", "ctc"):
+                    if k in out:
+                        stats[k] = stats.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            step += 1
+            ema[task] = stats["loss"] if task not in ema else 0.9 * ema[task] + 0.1 * stats["loss"]
+            bar.update(job, completed=step, description=" ".join(f"{t} {v:.3f}" for t, v in ema.items()))
+            acc = interval.setdefault(task, {})
+            for k, v in [*stats.items(), ("n", 1)]:
+                acc[k] = acc.get(k, 0.0) + v
+            if is_main and (step % cfg.log_every == 0 or step == cfg.max_steps):
+                # One row per task: its mean losses over the steps since the last row.
+                for t, a in sorted(interval.items()):
+                    csv_log.write(step=step, split="train", task=t, loss=a["loss"] / a["n"], ce=a["ce"] / a["n"],
+                                  ctc=a["ctc"] / a["n"] if "ctc" in a else "", lr=sched.get_last_lr()[0], hours_seen=hours_seen,
+                                  elapsed_s=time.time() - t0)
+            if step % cfg.log_every == 0:
+                interval = {}
+            if cfg.valid_every and step % cfg.valid_every == 0:
+                validate()
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+                run_eval()
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+                checkpoint()
+    checkpoint()  # the final state (all ranks: sampler positions are gathered)
+    metrics: dict[str, float] = {}
+    if is_main:
+        if cfg.average_last > 1:
+            average_checkpoints(list_checkpoints(exp_dir)[-cfg.average_last :], exp_dir / "ckpt" / f"avg-{cfg.average_last}.pt")
+        metrics = run_eval()
+        plot_losses(exp_dir / "train_log.csv", exp_dir / "losses.png")
+        say(f"done: {step} steps in {time.time() - t0:.0f} s; log {exp_dir / 'train_log.csv'}, curves {exp_dir / 'losses.png'}")
+    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
+    if distributed:
+        # DDP keeps replicas identical by construction; check it, a silent divergence is costly.
+        sums = [None] * world
+        dist.all_gather_object(sums, checksum)
+        if any(abs(s - checksum) > 1e-6 * max(1.0, abs(checksum)) for s in sums):
+            raise RuntimeError(f"DDP replicas diverged: parameter checksums {sums}")
+        dist.barrier()
+    return {"step": step, "metrics": metrics, "param_checksum": checksum}

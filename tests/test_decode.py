@@ -1,0 +1,419 @@
+"""Decoding (`polyspeech decode | transcribe | synthesize`): search correctness, restricted
+vocabularies, the output contract, and user errors.
+
+One session-scoped fixture builds a complete (tiny, barely trained) system in the recipe's
+layout: exp/lm (the multitask LM, trained a few dozen steps), exp/codec/codec.pt (an untrained
+SSET codec that made the speech tokens) and exp/vocoder/model.pt (an untrained speech decoder).
+Quality is not the point here; correctness of the machinery is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from polyspeech_cli.decode import lm_io
+from polyspeech_cli.decode.run import classify_items
+from polyspeech_cli.decode.search import (
+    SamplingConfig,
+    beam_search,
+    filter_logits,
+    greedy,
+)
+from polyspeech_cli.decode.tts import TTSOptions, generate_speech
+
+torch.set_num_threads(1)
+SR = 16000
+UTTS = [  # text, language, speaker, gender, f0
+    ("good day", "en", "anna", "F", 220.0), ("the old house", "en", "anna", "F", 230.0),
+    ("we are here", "en", "bert", "M", 110.0), ("nice time", "en", "bert", "M", 120.0),
+    ("guten tag", "de", "carla", "F", 210.0), ("das alte haus", "de", "carla", "F", 240.0),
+    ("wir sind hier", "de", "dirk", "M", 100.0), ("schöne zeit", "de", "dirk", "M", 130.0),
+]
+
+
+def _voice(f0: float, seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    src = sum(0.6**k * np.sin(2 * np.pi * k * f0 * (1 + 0.05 * np.sin(3 * t)) * t) for k in range(1, 8))
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
+    return (0.2 * src * env / np.abs(src).max() + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory) -> dict:
+    from lhotse import (
+        CutSet,
+        Fbank,
+        FbankConfig,
+        Recording,
+        RecordingSet,
+        SupervisionSegment,
+        SupervisionSet,
+    )
+    from lhotse.features.io import NumpyFilesWriter
+
+    from polyspeech_cli.codec.checkpoint import model_state, save_checkpoint
+    from polyspeech_cli.codec.config import CodecConfig
+    from polyspeech_cli.codec.model import SSETCodec
+    from polyspeech_cli.lm.train import TrainConfig, train
+    from polyspeech_cli.tokens.sset_tokens import SSETExtractor
+    from polyspeech_cli.vocoder.checkpoint import save_model
+    from polyspeech_cli.vocoder.model import DecoderConfig, SpeechDecoder
+    from polyspeech_cli.vocoder.speaker import SpeakerConfig
+    from polyspeech_cli.vocoder.train import VocoderConfig
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("decode")
+    recs, sups = [], []
+    for i, (text, lang, spk, gender, f0) in enumerate(UTTS):
+        path = root / "audio" / f"u{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, _voice(f0, 1.2 + 0.1 * i, i), SR)
+        recs.append(Recording.from_file(path, recording_id=f"u{i}"))
+        sups.append(SupervisionSegment(f"u{i}", f"u{i}", 0, recs[-1].duration, text=text, language=lang, speaker=spk, gender=gender))
+    cuts = CutSet.from_manifests(RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups))
+    cuts = cuts.compute_and_store_features(Fbank(FbankConfig(num_mel_bins=80)), storage_path=root / "fbank", storage_type=NumpyFilesWriter)
+    # An untrained SSET codec (2 books x 16 codes) and the tokens it gives, as extract-tokens would.
+    torch.manual_seed(0)
+    ccfg = CodecConfig(channels=16, res_blocks=1, latent_dim=8, n_codebooks=2, codebook_size=16, downsample=2)
+    codec = SSETCodec(80, ccfg)
+    codec.train()
+    with torch.no_grad():  # one forward pass initialises the codebooks from data
+        codec(torch.randn(2, 50, 80))
+    meta = {"feat_dim": 80, "feature_type": "fbank", "frame_shift": 0.01, "normalization": "utterance_mvn", "token_frame_shift": 0.02}
+    save_checkpoint(root / "exp" / "codec" / "codec.pt", model_state(codec.eval(), ccfg, meta) | {"step": 0})
+    ext = SSETExtractor(root / "exp" / "codec" / "codec.pt", device="cpu")
+    out = []
+    with NumpyFilesWriter(root / "sset") as writer:
+        for cut, arr in zip(cuts, ext.process(list(cuts))):
+            out.append(ext.attach(cut, arr, writer))
+    (root / "sset" / "sset.json").write_text(json.dumps(ext.info()))
+    CutSet.from_cuts(out).to_file(root / "cuts.jsonl.gz")
+    # An untrained speech decoder.
+    vcfg = VocoderConfig(decoder=DecoderConfig(channels=16, blocks=1, dilations=[1], speaker=SpeakerConfig(channels=8, conv_layers=1, gru_dim=8, embed_dim=8)))
+    vcfg.mel.griffin_lim_iters = 4
+    save_model(root / "exp" / "vocoder" / "model.pt", vcfg, SpeechDecoder(80, vcfg.mel.n_mels, vcfg.decoder), None,
+               {"feat_dim": 80, "frame_shift": 0.01, "feature_type": "fbank"})
+    # The LM: tiny, all four tasks, a few dozen steps.
+    cfg = TrainConfig()
+    cfg.model.d_model, cfg.model.n_layers, cfg.model.n_heads, cfg.model.n_kv_heads, cfg.model.d_ff = 32, 2, 2, 2, 64
+    cfg.model.prefix_lm, cfg.model.aligned_positions = True, True
+    cfg.data.speech_tokens, cfg.data.speech_codebooks = "sset", 2
+    cfg.tasks = ["asr", "tts", "lid", "gid"]
+    cfg.max_duration, cfg.warmup_steps, cfg.lr, cfg.threads, cfg.max_steps = 30.0, 5, 3e-3, 1, 30
+    cfg.valid_every, cfg.eval_every, cfg.checkpoint_every, cfg.log_every = 0, 0, 1000, 10
+    train(cfg, root / "cuts.jsonl.gz", None, root / "exp" / "lm", progress=False, log=lambda *a: None)
+    return {"root": root, "cuts": root / "cuts.jsonl.gz", "exp": root / "exp" / "lm", "lm": lm_io.load_lm(root / "exp" / "lm")}
+
+
+@pytest.fixture(scope="session", params=["prefix_lm+aligned", "plain"])
+def random_lm(system, request) -> lm_io.LoadedLM:
+    """The same LM untrained: its outputs are long and varied (the 30-step one mostly says eos at
+    once for ASR), which is what the search tests need. `plain`: causal attention and ordinary
+    positions (the 2-D padding-mask path of the decoder)."""
+    import copy
+
+    from polyspeech_cli.lm.train import build_model
+
+    lm = system["lm"]
+    cfg = copy.deepcopy(lm.cfg)
+    if request.param == "plain":
+        cfg.model.prefix_lm, cfg.model.aligned_positions = False, False
+    torch.manual_seed(1)
+    model = build_model(cfg, lm.vocab, 80).eval()
+    model.rates.copy_(lm.model.rates)
+    return lm_io.LoadedLM(model, lm.vocab, cfg, lm.exp_dir, lm.checkpoint, 80)
+
+
+def _items(system, task: str = "asr", n: int = 5) -> list[dict]:
+    from lhotse import CutSet
+
+    lm = system["lm"]
+    return [lm_io.cut_item(lm, task, c) for c in list(CutSet.from_file(system["cuts"]))[:n]]
+
+
+def _session(lm, items, task="asr", use_cache=True):
+    return lm_io.Session(lm, lm_io.build_batch(lm, task, items), use_cache)
+
+
+class ToySession:
+    """A fake LM over 5 tokens (0 = eos): fixed random logits per (step, last token)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.table = torch.randn(8, 5, 5, generator=torch.Generator().manual_seed(seed)) * 2
+        self.last, self.t = torch.zeros(n, dtype=torch.long), 0
+
+    def prefill(self) -> torch.Tensor:
+        return self.table[0][self.last]
+
+    def select(self, idx: torch.Tensor) -> None:
+        self.last = self.last[idx]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.t, self.last = self.t + 1, tokens
+        return self.table[self.t][self.last]
+
+
+def _toy_best(seed: int, max_new: int) -> tuple[float, list[int]]:
+    """Exhaustive search: the most likely output (ending in eos, or max_new tokens long)."""
+    import itertools
+
+    table = ToySession(1, seed).table.log_softmax(-1)
+    best = (float("-inf"), [])
+    for n in range(max_new + 1):
+        for seq in itertools.product(range(1, 5), repeat=n):
+            last, lp = 0, 0.0
+            for t, tok in enumerate(seq):
+                lp, last = lp + float(table[t, last, tok]), tok
+            if n < max_new:
+                lp += float(table[n, last, 0])
+            best = max(best, (lp, list(seq)))
+    return best
+
+
+# ---- search -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["random", "trained"])
+def test_greedy_equals_beam1_and_the_lms_own_greedy(system, random_lm, which):
+    lm = random_lm if which == "random" else system["lm"]
+    items = _items(system)
+    lo, hi = lm_io.output_range(lm, "asr")
+    eos = lm_io.eos_id(lm)
+    g = greedy(_session(lm, items), [40] * len(items), lo, hi, eos)
+    b1 = beam_search(_session(lm, items), [40] * len(items), lo, hi, eos, beam=1)
+    assert g == b1
+    if which == "random":
+        assert sum(map(len, g)) > 20  # the check above compared real outputs
+    # Batched (right-padded) decoding = the LM's own one-row-at-a-time greedy.
+    batch = lm_io.build_batch(lm, "asr", items)
+    assert g == lm.model.greedy(batch, max_new=40, allowed=(lo, hi), eos=eos)
+    # A row alone decodes as in the batch.
+    assert greedy(_session(lm, items[2:3]), [40], lo, hi, eos) == g[2:3]
+
+
+def test_beam_search_is_exact_with_a_wide_beam_on_a_toy_lm():
+    for seed in range(5):
+        _, best = _toy_best(seed, 4)
+        toy = lambda seed=seed: ToySession(1, seed)
+        assert beam_search(toy(), [4], 1, 5, 0, beam=300)[0] == best
+        assert greedy(toy(), [4], 1, 5, 0) == beam_search(toy(), [4], 1, 5, 0, beam=1)
+
+
+def test_cached_equals_recompute(system, random_lm):
+    lm, items = random_lm, _items(system)
+    lo, hi = lm_io.output_range(lm, "asr")
+    eos = lm_io.eos_id(lm)
+    for search in (lambda s: greedy(s, [30] * 5, lo, hi, eos, min_new=30), lambda s: greedy(s, [30] * 5, lo, hi, eos),
+                   lambda s: beam_search(s, [20] * 5, lo, hi, eos, beam=3)):
+        cached = search(_session(lm, items, use_cache=True))
+        assert cached == search(_session(lm, items, use_cache=False)) and sum(map(len, cached)) > 20
+    texts = [lm_io.text_ids(lm, t, None, "x") for t in ("good day", "das alte haus")]
+    opts = TTSOptions(min_ratio=1.0, seed=3)
+    a = generate_speech(lm, texts, opts, torch.Generator().manual_seed(3), use_cache=True)
+    b = generate_speech(lm, texts, opts, torch.Generator().manual_seed(3), use_cache=False)
+    assert a == b and all(len(x) > 0 for x in a)
+
+
+def test_restricted_vocabularies(system, random_lm):
+    for lm in (random_lm,):
+        v = lm.vocab
+        items = _items(system, n=8)
+        lo, hi = lm_io.output_range(lm, "asr")
+        for use_beam in (False, True):
+            s = _session(lm, items)
+            ids = beam_search(s, [30] * 8, lo, hi, v.eos, 3) if use_beam else greedy(s, [30] * 8, lo, hi, v.eos)
+            assert all(v.text_offset <= t < v.speech_offset for row in ids for t in row)
+        texts = [lm_io.text_ids(lm, t, None, "x") for t in ("good day", "wir sind hier", "nice time")]
+        off, size, k = lm_io.speech_layout(lm)
+        for seed in range(2):
+            for row in generate_speech(lm, texts, TTSOptions(temperature=1.5, seed=seed), torch.Generator().manual_seed(seed)):
+                assert len(row) % k == 0 and len(row) > 0
+                for j, t in enumerate(row):  # codebook c of each frame stays in its own range
+                    c = j % k
+                    assert off + c * size <= t < off + (c + 1) * size
+        for task, labels in (("lid", {"en", "de"}), ("gid", {"M", "F"})):
+            for p in classify_items(lm, task, items):
+                assert set(p) == labels and abs(sum(p.values()) - 1.0) < 1e-5 and all(0 <= x <= 1 for x in p.values())
+
+
+def test_ctc_prefix_scores_of_complete_hypotheses_equal_the_ctc_likelihood():
+    import torch.nn.functional as F
+
+    from polyspeech_cli.decode.ctc_prefix import CTCPrefixScorer, pad_logprobs
+
+    torch.manual_seed(0)
+    logp, lens = torch.randn(2, 12, 5).log_softmax(-1), torch.tensor([12, 8])
+    x = pad_logprobs(logp, lens)
+    scorer = CTCPrefixScorer(x)
+    for y in ([1, 2, 2, 3], [4], [], [1, 1]):
+        r, last = scorer.initial(), torch.full((2,), -1)
+        for c in y:
+            cc = torch.full((2,), c)
+            _, r = scorer.extend(x[:, :, c], x[:, :, 0], r, last, cc)
+            last = cc
+        for i in range(2):
+            target = torch.tensor([y]) if y else torch.zeros(1, 0, dtype=torch.long)
+            ref = -F.ctc_loss(logp[i : i + 1, : int(lens[i])].transpose(0, 1), target, lens[i : i + 1], torch.tensor([len(y)]), reduction="sum")
+            assert abs(float(scorer.final(r)[i]) - float(ref)) < 1e-4
+
+
+def test_joint_ctc_attention_beam(system, random_lm):
+    from polyspeech_cli.decode.ctc_prefix import joint_beam_nbest
+    from polyspeech_cli.decode.search import beam_nbest
+
+    lm, items = random_lm, _items(system, n=3)
+    batch = lm_io.build_batch(lm, "asr", items)
+    lo, hi = lm_io.output_range(lm, "asr")
+    eos, off = lm.vocab.eos, lm_io.ctc_class_offset(lm)
+    logp, lens = lm_io.ctc_logprobs(lm, batch)
+    assert logp.shape[0] == 3 and torch.allclose(logp.exp().sum(-1), torch.ones(()), atol=1e-4)
+    # Weight 0: the attention-only beam search, hypothesis for hypothesis.
+    joint = joint_beam_nbest(lm_io.Session(lm, batch), logp, lens, off, [12] * 3, lo, hi, eos, 3, 0.0)
+    att = beam_nbest(lm_io.Session(lm, batch), [12] * 3, lo, hi, eos, 3)
+    assert [[h.tokens for h in row] for row in joint] == [[h.tokens for h in row] for row in att]
+    # A peaked CTC with a high weight: the CTC labels win whatever the attention decoder says
+    # (every token CTC-scored: pre_beam = all text units, else the attention pre-beam decides).
+    target = [lo + 2, lo + 5, lo + 5, lo + 1]
+    peaked = torch.full((3, 12, logp.shape[-1]), -30.0)
+    for t in range(12):
+        cls = [0, target[0] - off + 1, 0, target[1] - off + 1, 0, target[2] - off + 1, 0, target[3] - off + 1, 0, 0, 0, 0][t]
+        peaked[:, t, cls] = 0.0
+    out = joint_beam_nbest(lm_io.Session(lm, batch), peaked.log_softmax(-1), torch.tensor([12] * 3), off, [12] * 3, lo, hi, eos, 3, 0.9,
+                           pre_beam=hi - lo)
+    assert all(max(row, key=lambda h: h.logp).tokens == target for row in out)
+    # And through the CLI path.
+    from polyspeech_cli.decode.run import transcribe_items
+
+    assert len(transcribe_items(system["lm"], items, 3, 0.0, ctc_weight=0.3)) == 3
+
+
+def test_on_the_fly_features_match_the_stored_ones(system):
+    """transcribe / ASR on synthesized audio compute fbank like `extract-tokens --type fbank` did."""
+    from lhotse import CutSet
+
+    lm = system["lm"]
+    cut = next(iter(CutSet.from_file(system["cuts"])))
+    wave, sr = sf.read(system["root"] / "audio" / "u0.wav", dtype="float32")
+    stored = cut.load_features()
+    fly = lm_io.wave_features(lm, wave, sr)
+    n = min(len(stored), len(fly))
+    assert abs(len(stored) - len(fly)) <= 1 and np.abs(stored[:n] - fly[:n]).max() < 1e-3
+    fly8k = lm_io.wave_features(lm, wave[::2].copy(), 8000)  # other sample rates are resampled first
+    assert abs(len(fly8k) - len(fly)) <= 1
+
+
+def test_sampling_filters():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, float("-inf")]])
+    assert torch.isfinite(filter_logits(logits, SamplingConfig(top_k=2))).sum() == 2
+    kept = torch.isfinite(filter_logits(logits, SamplingConfig(top_p=0.7)))
+    assert kept.tolist() == [[True, True, False, False, False]]  # p = .66, .24, ...: the 2nd crosses 0.7
+    assert torch.isfinite(filter_logits(logits, SamplingConfig(top_p=0.01))).sum() == 1
+
+
+# ---- the CLI stage ----------------------------------------------------------------------------------
+def test_decode_all_tasks_follow_the_contract(system, run_cli):
+    from polyspeech_cli.score.report import score_dirs
+    from polyspeech_cli.score.results import read_results
+
+    exp, cuts = system["exp"], system["cuts"]
+    dirs = []
+    for task, extra in (("asr", ["--beam-size", "3", "--ctc-weight", "0.3"]), ("lid", []), ("gid", []), ("tts", ["--max-ratio", "1.0"])):
+        r = run_cli("decode", "--task", task, "--exp-dir", exp, "--cuts", cuts, "--batch-size", "3", *extra)
+        assert r.exit_code == 0, r.output
+        d = exp / f"decode_{task}_test"
+        got, rows = read_results(d)
+        assert got == task and len(rows) == len(UTTS)
+        dirs.append(d)
+    asr = read_results(exp / "decode_asr_test")[1]
+    from lhotse import CutSet
+
+    assert {r["id"] for r in asr} == set(CutSet.from_file(cuts).ids) and all(r["language"] in ("en", "de") for r in asr)
+    hyp = (exp / "decode_asr_test" / "hyp.trn").read_text().splitlines()
+    assert len(hyp) == 8 and all(line.endswith(")") and " (u" in line for line in hyp)
+    tts = read_results(exp / "decode_tts_test")[1]
+    for row in tts:
+        wave, sr = sf.read(row["wav"])
+        assert sr == SR and len(wave) > 0 and Path(row["reference_wav"]).is_file() and row["prompt"] != row["id"]
+    assert not list(exp.glob(".tmp.*"))
+    # A finished decode is not redone.
+    r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "3")
+    assert r.exit_code == 0 and "nothing to do" in r.output
+    r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "2")
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    # ASR on the synthesized audio (features computed on the fly): the intelligibility stage.
+    r = run_cli("decode", "--task", "asr", "--exp-dir", exp, "--cuts", exp / "decode_tts_test" / "cuts.jsonl.gz", "--set-name", "tts_test")
+    assert r.exit_code == 0, r.output
+    dirs.append(exp / "decode_asr_tts_test")
+    scores = score_dirs(dirs, exp / "RESULTS.md", commands=["polyspeech decode ..."])
+    assert scores["decode_lid_test"]["task"] == "lid" and 0 <= scores["decode_asr_test"]["cer"]["all"]
+
+
+def test_transcribe_and_synthesize(system, run_cli, tmp_path):
+    exp, root = system["exp"], system["root"]
+    r = run_cli("transcribe", root / "audio" / "u0.wav", root / "audio" / "u5.wav", "--model", exp)
+    assert r.exit_code == 0, r.output
+    assert "u0.wav" in r.output and "u5.wav" in r.output and ("en" in r.output or "de" in r.output)
+    out = tmp_path / "out.wav"
+    r = run_cli("synthesize", "--text", "good day", "--lang", "en", "--prompt", root / "audio" / "u1.wav", "--out", out, "--model", exp)
+    assert r.exit_code == 0, r.output
+    wave, sr = sf.read(out)
+    assert sr == SR and len(wave) > 0
+
+
+# ---- user errors: one line, exit 1, nothing written -------------------------------------------------
+def _bad_prompts(tmp: Path) -> dict[str, Path]:
+    sf.write(tmp / "silent.wav", np.zeros(2 * SR, dtype=np.float32), SR)
+    sf.write(tmp / "short.wav", _voice(150.0, 0.5, 0), SR)
+    (tmp / "text.wav").write_text("this is not audio")
+    return {"silent": tmp / "silent.wav", "short": tmp / "short.wav", "not audio": tmp / "text.wav", "not found": tmp / "nope.wav"}
+
+
+@pytest.mark.parametrize("case", ["empty text", "unknown language", "silent", "short", "not audio", "not found"])
+def test_synthesize_bad_input(system, run_cli, tmp_path, case):
+    prompts = _bad_prompts(tmp_path)
+    text, lang, prompt = "good day", "en", system["root"] / "audio" / "u1.wav"
+    if case == "empty text":
+        text = "  "
+    elif case == "unknown language":
+        lang = "zh"
+    else:
+        prompt = prompts[case]
+    out = tmp_path / "out.wav"
+    r = run_cli("synthesize", "--text", text, "--lang", lang, "--prompt", prompt, "--out", out, "--model", system["exp"])
+    assert r.exit_code == 1, r.output
+    assert "error" in r.output and "Traceback" not in r.output
+    expected = {"empty text": "empty", "unknown language": "'zh'", "silent": "silent", "short": "1 s", "not audio": "not a readable audio",
+                "not found": "not found"}[case]
+    assert expected in r.output, r.output
+    assert not out.exists() and not list(tmp_path.glob(".tmp.*"))
+
+
+def test_decode_bad_input(system, run_cli, tmp_path):
+    import shutil
+
+    exp, cuts = system["exp"], system["cuts"]
+    # An exp dir missing files.
+    for missing in ("vocab.json", "config.yaml", "ckpt"):
+        broken = tmp_path / f"no_{missing.split('.')[0]}" / "lm"
+        shutil.copytree(exp, broken, ignore=shutil.ignore_patterns("decode_*"))
+        p = broken / missing
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        r = run_cli("decode", "--task", "asr", "--exp-dir", broken, "--cuts", cuts)
+        assert r.exit_code == 1 and (missing.split(".")[0] in r.output or "checkpoint" in r.output), r.output
+        assert not (broken / "decode_asr_test").exists()
+    # TTS without its vocoder: names what is missing, writes nothing.
+    r = run_cli("decode", "--task", "tts", "--exp-dir", exp, "--cuts", cuts, "--set-name", "novoc", "--vocoder", tmp_path / "novoc")
+    assert r.exit_code == 1 and "model.pt" in r.output and not (exp / "decode_tts_novoc").exists()
+    r = run_cli("decode", "--task", "tts", "--exp-dir", exp, "--cuts", cuts, "--set-name", "nocodec", "--codec", tmp_path / "nocodec")
+    assert r.exit_code == 1 and "codec" in r.output and not (exp / "decode_tts_nocodec").exists()
+    r = run_cli("decode", "--task", "tts", "--exp-dir", exp, "--cuts", cuts, "--set-name", "badprompt", "--prompt", _bad_prompts(tmp_path)["silent"])
+    assert r.exit_code == 1 and "silent" in r.output and not (exp / "decode_tts_badprompt").exists()
+    r = run_cli("decode", "--task", "xyz", "--exp-dir", exp, "--cuts", cuts)
+    assert r.exit_code == 1 and "xyz" in r.output
+    r = run_cli("transcribe", tmp_path / "text.wav", "--model", exp)
+    assert r.exit_code == 1 and "not a readable audio" in r.output

@@ -1,0 +1,288 @@
+"""Tests of the multitask LM (`polyspeech train lm`): tiny eSpeak data, tiny models, CPU only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+torch.set_num_threads(1)
+
+from lhotse import CutSet, Fbank, FbankConfig, Recording, RecordingSet, SupervisionSegment, SupervisionSet  # noqa: E402
+from lhotse.features.io import NumpyFilesWriter  # noqa: E402
+
+from polyspeech_cli.config import load_config  # noqa: E402
+from polyspeech_cli.errors import PolyspeechError  # noqa: E402
+from polyspeech_cli.lm.checkpoint import list_checkpoints  # noqa: E402
+from polyspeech_cli.lm.data import TaskDataset  # noqa: E402
+from polyspeech_cli.lm.model import PolySpeechLM  # noqa: E402
+from polyspeech_cli.lm.train import TrainConfig, build_model, load_model, task_probabilities, train  # noqa: E402
+from polyspeech_cli.lm.vocab import Vocab  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN_SHIFT = 0.08  # s per discrete token frame (12.5 Hz keeps the TTS targets short)
+UTTS = [  # text, language, voice, gender
+    ("good day", "en", "en+m1", "M"),
+    ("the old house", "en", "en+f2", "F"),
+    ("we are here", "en", "en+m3", "M"),
+    ("nice time", "en", "en+f3", "F"),
+    ("guten tag", "de", "de+m1", "M"),
+    ("das alte haus", "de", "de+f2", "F"),
+    ("wir sind hier", "de", "de+m3", "M"),
+    ("schöne zeit", "de", "de+f3", "F"),
+]
+
+
+def _make_cuts(root: Path) -> CutSet:
+    """Eight eSpeak utterances with fbank features and deterministic discrete 'kmeans' tokens."""
+    import soundfile as sf
+
+    from polyspeech_cli.data.espeak import EspeakSynthesizer
+
+    syn = EspeakSynthesizer()
+    recs, sups = [], []
+    for i, (text, lang, voice, gender) in enumerate(UTTS):
+        x = syn.synthesize(text, voice, rate=220, seed=i)
+        if syn.sample_rate != 16000:
+            from scipy.signal import resample_poly
+
+            x = resample_poly(x, 16000, syn.sample_rate).astype(np.float32)
+        nz = np.nonzero(np.abs(x) > 1e-3)[0]
+        x = x[nz[0] : nz[-1] + 1]
+        path = root / f"u{i}.wav"
+        sf.write(path, x, 16000)
+        recs.append(Recording.from_file(path, recording_id=f"u{i}"))
+        sups.append(SupervisionSegment(f"u{i}", f"u{i}", 0, recs[-1].duration, text=text, language=lang, speaker=voice, gender=gender))
+    cuts = CutSet.from_manifests(RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups)).trim_to_supervisions().to_eager()
+    cuts = cuts.compute_and_store_features(Fbank(FbankConfig(num_mel_bins=80)), storage_path=root / "fbank", storage_type=NumpyFilesWriter)
+    out = []
+    with NumpyFilesWriter(root / "kmeans") as writer:
+        for cut in cuts:
+            feats = cut.load_features()
+            step = int(round(TOKEN_SHIFT / 0.01))
+            energy = feats[: len(feats) // step * step].reshape(-1, step, 80).mean((1, 2))
+            tokens = np.clip(((energy - energy.min()) / (np.ptp(energy) + 1e-6) * 15).astype(np.int64), 0, 15)
+            cut.custom = {"kmeans": writer.store_array(cut.id, tokens, frame_shift=TOKEN_SHIFT, temporal_dim=0)}
+            out.append(cut)
+    (root / "kmeans" / "kmeans.json").write_text('{"num_codebooks": 1, "codebook_size": 16, "frame_shift": 0.08}')
+    cuts = CutSet.from_cuts(out)
+    cuts.to_file(root / "cuts.jsonl.gz")
+    return cuts
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lmdata")
+    _make_cuts(root)
+    return root / "cuts.jsonl.gz"
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    cfg = TrainConfig()
+    cfg.model.d_model, cfg.model.n_layers, cfg.model.n_heads, cfg.model.n_kv_heads, cfg.model.d_ff = 64, 2, 2, 2, 128
+    cfg.data.speech_tokens = "kmeans"
+    cfg.tasks = ["asr", "tts", "lid", "gid"]
+    cfg.max_duration, cfg.warmup_steps, cfg.lr, cfg.threads = 30.0, 5, 3e-3, 1
+    cfg.valid_every, cfg.eval_every, cfg.checkpoint_every, cfg.log_every = 0, 0, 1000, 5
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _task_losses(model: PolySpeechLM, vocab: Vocab, cuts: CutSet, cfg: TrainConfig) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        return {t: float(model(TaskDataset(t, vocab, cfg.data)[cuts])["ce"]) for t in cfg.tasks}
+
+
+def test_overfit_every_task(data, tmp_path):
+    """A handful of utterances: each task's loss falls by a large factor."""
+    # ASR gets the largest share: aligning text to speech needs the most updates.
+    cfg = tiny_cfg(max_steps=300, task_weights={"asr": 0.45, "tts": 0.25, "lid": 0.15, "gid": 0.15})
+    cfg.model.d_model, cfg.model.d_ff = 128, 256
+    cfg.valid_every = 150
+    result = train(cfg, data, data, tmp_path / "exp", progress=False, log=lambda *a: None)
+    model, vocab, _ = load_model(tmp_path / "exp")
+    cuts = CutSet.from_file(data)
+    torch.manual_seed(cfg.seed)  # the same initialisation as train()
+    before = _task_losses(build_model(cfg, vocab, 80), vocab, cuts, cfg)
+    after = _task_losses(model, vocab, cuts, cfg)
+    for task in cfg.tasks:
+        assert after[task] < before[task] / 4, (task, before[task], after[task])
+    assert result["metrics"]["lid_acc"] == 1.0 and result["metrics"]["gid_acc"] == 1.0
+    assert (tmp_path / "exp" / "losses.png").stat().st_size > 0
+    log = (tmp_path / "exp" / "train_log.csv").read_text()
+    assert all(f"300,dev,{t}," in log for t in cfg.tasks) and "300,train,asr," in log
+    layout = yaml.safe_load((tmp_path / "exp" / "vocab.json").read_text())
+    assert layout["speech"]["codebook_size"] == 16 and set(layout["languages"]) == {"en", "de"}
+
+
+def test_resume_is_exact(data, tmp_path):
+    """2N steps straight == N steps + --resume N steps (same weights)."""
+    straight = tiny_cfg(max_steps=8, checkpoint_every=4, warmup_steps=2)
+    train(straight, data, None, tmp_path / "a", progress=False, log=lambda *a: None)
+    # An interrupted run: the same config (the schedule spans 8 steps) stopped after step 4.
+    train(straight, data, None, tmp_path / "b", progress=False, log=lambda *a: None, stop_at=4)
+    train(straight, data, None, tmp_path / "b", resume=True, progress=False, log=lambda *a: None)
+    a = torch.load(list_checkpoints(tmp_path / "a")[-1], weights_only=False)
+    b = torch.load(list_checkpoints(tmp_path / "b")[-1], weights_only=False)
+    assert a["step"] == b["step"] == 8
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["streams"] == b["streams"] and a["task_rng"] == b["task_rng"]
+
+
+def test_vocab_mismatch_on_resume(data, tmp_path):
+    exp = tmp_path / "exp"
+    train(tiny_cfg(max_steps=2, tasks=["lid"]), data, None, exp, progress=False, log=lambda *a: None)
+    before = {p: p.read_bytes() for p in [exp / "vocab.json", *list_checkpoints(exp)]}
+    other = CutSet.from_cuts(c.with_id(c.id) for c in CutSet.from_file(data))
+    for c in other:
+        c.supervisions[0].text += " ß!"  # new characters -> a different text vocabulary
+    other.to_file(tmp_path / "other.jsonl.gz")
+    with pytest.raises(PolyspeechError, match="different vocabulary"):
+        train(tiny_cfg(max_steps=4, tasks=["lid"]), tmp_path / "other.jsonl.gz", None, exp, resume=True, progress=False)
+    assert {p: p.read_bytes() for p in before} == before
+    with pytest.raises(PolyspeechError, match="--resume"):
+        train(tiny_cfg(max_steps=4, tasks=["lid"]), data, None, exp, progress=False)
+
+
+def test_task_without_labels_is_an_error(data, tmp_path):
+    cuts = CutSet.from_file(data).to_eager()
+    for c in cuts:
+        c.supervisions[0].gender = None
+    cuts.to_file(tmp_path / "nogender.jsonl.gz")
+    with pytest.raises(PolyspeechError, match=r"task 'gid'.*nogender\.jsonl\.gz"):
+        train(tiny_cfg(max_steps=1, tasks=["asr", "gid"]), tmp_path / "nogender.jsonl.gz", None, tmp_path / "exp", progress=False)
+    assert not (tmp_path / "exp" / "vocab.json").exists()
+
+
+def test_max_duration_filter_reports(data, tmp_path):
+    cfg = tiny_cfg(max_steps=1, tasks=["lid"])
+    cfg.data.max_cut_duration = 0.6
+    lines: list[str] = []
+    n_long = sum(c.duration > 0.6 for c in CutSet.from_file(data))
+    assert n_long > 0
+    train(cfg, data, None, tmp_path / "exp", progress=False, log=lambda m, *a, **k: lines.append(str(m)))
+    assert any(f"dropped {n_long} cuts" in line for line in lines)
+
+
+def test_config_typo_is_an_error(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text((REPO / "conf" / "lm_tiny.yaml").read_text().replace("max_steps:", "max_step:"))
+    with pytest.raises(PolyspeechError, match="did you mean 'max_steps'"):
+        load_config(bad, TrainConfig)
+    bad.write_text("model:\n  d_modle: 8\n")
+    with pytest.raises(PolyspeechError, match="d_model"):
+        load_config(bad, TrainConfig)
+    load_config(REPO / "conf" / "lm_tiny.yaml", TrainConfig)
+
+
+def test_cli_error_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from polyspeech_cli.cli import app
+
+    r = CliRunner().invoke(app, ["train", "lm", "-c", str(REPO / "conf" / "lm_tiny.yaml"), "--train-cuts", str(tmp_path / "no.jsonl.gz"), "--exp-dir", str(tmp_path / "e")])
+    assert r.exit_code == 1 and "train cuts not found" in r.output
+
+
+def test_vocab_only_stage(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from polyspeech_cli.cli import app
+
+    args = ["train", "lm", "-c", str(REPO / "conf" / "lm_tiny.yaml"), "--train-cuts", str(data), "--exp-dir", str(tmp_path / "e"), "--vocab-only"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert Vocab.load(tmp_path / "e" / "vocab.json").languages == ["de", "en"] and not (tmp_path / "e" / "ckpt").exists()
+
+
+def test_task_probabilities():
+    p = task_probabilities({"asr": 3.0, "lid": 1.0}, {}, 1.0)
+    assert p == pytest.approx({"asr": 0.75, "lid": 0.25})
+    assert task_probabilities({"asr": 3.0, "lid": 1.0}, {}, 1e9)["asr"] == pytest.approx(0.5)
+    assert task_probabilities({"asr": 3.0, "lid": 1.0}, {"asr": 1 / 3}, 1.0)["asr"] == pytest.approx(0.5)
+    assert task_probabilities({"asr": 1.0, "lid": 1.0, "gid": 1.0}, {"asr": 3}, 1.0)["asr"] == pytest.approx(0.6)
+    assert task_probabilities({"asr": 1.0}, {"gid": 1.0}, 1.0) == {"asr": 1.0}
+    with pytest.raises(PolyspeechError, match="asrr"):
+        task_probabilities({"asr": 1.0}, {"asrr": 1.0}, 1.0)
+
+
+def test_160m_parameter_count():
+    cfg = load_config(REPO / "conf" / "lm_160m.yaml", TrainConfig)
+    # A realistic joint vocabulary: 5000 text pieces + 1024 speech tokens + specials/classes.
+    vocab = Vocab("char", [chr(0x4E00 + i) for i in range(5000)], ["de", "en", "es", "fr", "zh"], "sset", 1024, 1)
+    with torch.device("meta"):
+        model = build_model(cfg, vocab, 80)
+    assert 150e6 <= model.num_params() <= 170e6, model.num_params()
+
+
+def test_ddp_two_gloo_processes(data, tmp_path):
+    """torchrun with 2 CPU processes: runs, and the ranks end with identical parameters."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text(yaml.safe_dump({
+        "model": {"d_model": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 2, "d_ff": 128},
+        "max_duration": 15.0, "max_steps": 3, "warmup_steps": 1, "valid_every": 0, "checkpoint_every": 2, "threads": 1, "device": "cpu",
+    }))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "polyspeech_cli.lm",
+           "--config", str(conf), "--train-cuts", str(data), "--exp-dir", str(tmp_path / "exp"), "--tasks", "asr,lid,gid", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ckpt = torch.load(list_checkpoints(tmp_path / "exp")[-1], weights_only=False)
+    assert ckpt["world_size"] == 2 and set(ckpt["streams"]) == {0, 1} and ckpt["step"] == 3
+
+
+def test_bpe_vocab_roundtrip_with_mandarin(tmp_path):
+    from polyspeech_cli.lm.vocab import VocabConfig, build_vocab
+
+    texts = ["good day to you", "the old house", "我们是朋友", "你好世界", "guten tag"] * 20
+    v = build_vocab(texts, ["en", "zh", "de"], VocabConfig(text_unit="bpe", bpe_size=60), tmp_path, "sset", 8, 1)
+    v.save(tmp_path / "vocab.json")
+    w = Vocab.load(tmp_path / "vocab.json")
+    assert w.fingerprint == v.fingerprint and w.size == v.size
+    for t in ("我们是朋友", "the old house"):
+        ids = w.encode_text(t)
+        assert all(w.text_offset <= i < w.speech_offset for i in ids) and w.decode_text(ids) == t
+    assert w.speech_ids([[3, 5], [7, 1]]) == [w.speech_offset + 3, w.speech_offset + 7]
+    assert w.class_name(w.lang_id("zh")) == "zh" and w.class_name(w.gender_id("F")) == "F"
+
+
+@pytest.mark.parametrize("prefix_lm", [False, True])
+def test_cached_greedy_matches_teacher_forcing(prefix_lm):
+    """KV-cached decoding sees the same masks and positions as training (padding included)."""
+    from polyspeech_cli.lm.model import ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, n_kv_heads=2, d_ff=64, prefix_lm=prefix_lm, aligned_positions=True)
+    model = PolySpeechLM(cfg, vocab_size=40, feat_dim=8, n_text=20, text_offset=8).eval()
+    model.rates[0] = 0.6
+    feats = torch.randn(2, 37, 8)
+    batch = {"task": "asr", "prefix": [torch.tensor([4]), torch.tensor([4])], "suffix": [torch.tensor([2]), torch.tensor([2])],
+             "feats": feats, "feat_lens": torch.tensor([23, 37])}
+    hyp = model.greedy(batch, max_new=6)[0]
+    assert len(hyp) > 0
+    forced = dict(batch, suffix=[torch.tensor([2] + hyp), torch.tensor([2, 9, 10, 11, 12, 13, 14, 15, 16, 17])])
+    h, _, spans = model.hidden(forced)  # row 0 is the shorter, padded one
+    start = spans[0][1]
+    logits = model.llm.lm_head(h[0, start : start + len(hyp)])
+    assert logits.argmax(-1).tolist() == hyp
+
+
+def test_keep_last_and_average(data, tmp_path):
+    exp = tmp_path / "exp"
+    train(tiny_cfg(max_steps=6, tasks=["lid"], checkpoint_every=2, keep_last=2, average_last=2), data, None, exp, progress=False, log=lambda *a: None)
+    ckpts = list_checkpoints(exp)
+    assert [p.name for p in ckpts] == ["step-0000004.pt", "step-0000006.pt"]
+    avg = torch.load(exp / "ckpt" / "avg-2.pt", weights_only=False)["model"]
+    a, b = (torch.load(p, weights_only=False)["model"] for p in ckpts)
+    key = "llm.model.layers.0.mlp.up_proj.weight"
+    assert torch.allclose(avg[key], (a[key] + b[key]) / 2, atol=1e-6)
+    load_model(exp, exp / "ckpt" / "avg-2.pt")  # decodable
