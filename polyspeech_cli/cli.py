@@ -34,6 +34,7 @@ app.command("transcribe")(decode.transcribe)
 app.command("synthesize")(decode.synthesize)
 tokens.bench_app.command("decode")(decode.bench_decode)
 app.command("score")(score.score)
+app.command("compare")(score.compare)
 
 
 def _version(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""egs/mini/run.sh --quick true runs every stage end to end, and a re-run skips finished work."""
+"""egs/mini/run.sh --quick true runs every stage end to end (prepare → … → RESULTS.md), and a re-run skips finished work."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ def test_quick_recipe_end_to_end_then_skips(tmp_path):
     evaluation = json.loads((recipe / "exp" / "codec" / "codec_eval.json").read_text())
     assert evaluation  # the SSET vs k-means comparison was written
     assert (recipe / "exp" / "vocoder" / "model.pt").is_file()
+    for lm in ("multi", "asr", "tts", "lid", "gid"):
+        assert (recipe / "exp" / f"lm_{lm}" / "vocab.json").is_file(), lm
+    assert len(list((recipe / "exp" / "lm_multi" / "decode_tts_test" / "wav").glob("*.wav"))) == 10
+    table = (recipe / "RESULTS.md").read_text()
+    for row in ("ASR CER %", "TTS SECS", "TTS CER %", "LID accuracy %", "GID accuracy %"):
+        line = next(ln for ln in table.splitlines() if ln.startswith(f"| {row} |"))
+        assert "–" not in line, line  # every cell holds a measured number
+    assert "## Environment" in table
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

@@ -23,16 +23,21 @@ log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
 synth_opts=(--config "$conf/synth.yaml")
 codec_opts=(--config "$conf/codec_tiny.yaml")
 vocoder_opts=(--config "$conf/vocoder_tiny.yaml")
+lm_opts=(--config "$conf/lm_tiny.yaml" --speech-tokens sset)
+asr_decode_opts=(--beam-size 4 --ctc-weight 0.5)
 kmeans_k=2048
 if [ "$quick" = true ]; then
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 2)
   codec_opts+=(--steps 20)
   vocoder_opts+=(--max-steps 20)
+  lm_opts+=(--max-steps 20)
   kmeans_k=64
 elif [ -n "$train_utts" ]; then
   synth_opts+=(--train-utts "$train_utts")
 fi
 sets="train dev test"
+tasks="asr tts lid gid"
+feats=$data_dir/sset   # cuts carrying fbank features *and* SSET tokens
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: generate the eSpeak NG corpus and prepare Lhotse manifests in $data_dir"
@@ -59,10 +64,46 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     --kmeans "$data_dir/kmeans/kmeans_centroids.pt" --out "$exp_dir/codec/codec_eval.json"
 fi
 
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "Stage 4: train the multitask LM and the four single-task LMs, same budget"
+  for t in multi $tasks; do
+    task_list=$([ "$t" = multi ] && echo "${tasks// /,}" || echo "$t")
+    polyspeech train lm "${lm_opts[@]}" --tasks "$task_list" --train-cuts "$feats/synth_cuts_train.jsonl.gz" \
+      --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/lm_$t" --resume
+  done
+fi
+
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "Stage 5: train the prompt-conditioned speech decoder (features + speaker → mel → Griffin-Lim) in $exp_dir/vocoder"
   polyspeech train vocoder "${vocoder_opts[@]}" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
     --dev-cuts "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/vocoder" --resume
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "Stage 6: decode the test set: every task with the multitask LM and with its single-task LM"
+  for t in $tasks; do
+    for lm in multi "$t"; do
+      opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" --cuts "$feats/synth_cuts_test.jsonl.gz")
+      [ "$t" = asr ] && opts+=("${asr_decode_opts[@]}")
+      [ "$t" = tts ] && opts+=(--codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
+      polyspeech decode "${opts[@]}"
+    done
+  done
+  # TTS intelligibility: one fixed judge (the single-task ASR model) transcribes both systems' audio.
+  for lm in multi tts; do
+    polyspeech decode --task asr --exp-dir "$exp_dir/lm_asr" --cuts "$exp_dir/lm_$lm/decode_tts_test/cuts.jsonl.gz" \
+      --set-name "tts_$lm" "${asr_decode_opts[@]}"
+  done
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "Stage 7: score, and the single-task vs multitask table in RESULTS.md"
+  polyspeech score "$exp_dir"/lm_multi/decode_{asr,tts,lid,gid}_test "$exp_dir/lm_asr/decode_asr_tts_multi" \
+    --out "$exp_dir/lm_multi/RESULTS.md"
+  mkdir -p "$exp_dir/single"
+  polyspeech score "$exp_dir/lm_asr/decode_asr_test" "$exp_dir/lm_tts/decode_tts_test" "$exp_dir/lm_lid/decode_lid_test" \
+    "$exp_dir/lm_gid/decode_gid_test" "$exp_dir/lm_asr/decode_asr_tts_tts" --out "$exp_dir/single/RESULTS.md"
+  polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out RESULTS.md
 fi
 
 log "Done (stages $stage..$stop_stage)."

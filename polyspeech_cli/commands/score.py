@@ -26,3 +26,24 @@ def score(
         else:
             console.print(f"{name}: accuracy {100 * s['accuracy']:.1f}%")
     console.print(f"wrote {out}")
+
+
+@cli_command
+def compare(
+    systems: Annotated[list[str], typer.Argument(help="LABEL=path/to/scores.json, e.g. single-task=exp/single/scores.json multitask=exp/lm_multi/scores.json")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write the table to.")] = Path("RESULTS.md"),
+    title: Annotated[str, typer.Option("--title", help="Heading above the table.")] = "Single-task vs multitask",
+) -> None:
+    """The paper's table: ASR CER, TTS SECS, TTS CER, LID and GID accuracy, one column per system."""
+    from polyspeech_cli.errors import PolyspeechError
+    from polyspeech_cli.fileio import atomic_write_text
+    from polyspeech_cli.score.compare import compare_table
+    from polyspeech_cli.score.report import environment
+
+    pairs = [s.partition("=") for s in systems]
+    if any(not label or not path for label, _, path in pairs):
+        raise PolyspeechError("each system is LABEL=path/to/scores.json (e.g. multitask=exp/lm_multi/scores.json)")
+    table = compare_table({label: Path(path) for label, _, path in pairs})
+    atomic_write_text(out, f"# RESULTS\n\n## Environment\n\n{environment()}\n## {title}\n\n{table}")
+    console.print(table)
+    console.print(f"wrote {out}")

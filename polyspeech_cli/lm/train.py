@@ -218,6 +218,9 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
         state = None
         if resume and ckpts:
             state = load_checkpoint(ckpts[-1], vocab.fingerprint)
+            if state["step"] >= cfg.max_steps and not vocab_only:
+                say(f"{exp_dir}: already trained for {state['step']} steps; nothing to do")
+                return {"step": state["step"], "metrics": {}, "param_checksum": 0.0}
         elif ckpts and not resume:
             raise PolyspeechError(f"{exp_dir} already holds checkpoints ({ckpts[-1].name}): pass --resume to continue, or use a new --exp-dir")
         if is_main:
