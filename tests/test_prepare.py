@@ -216,7 +216,6 @@ def test_failure_midway_leaves_no_partial_manifest(tmp_path, monkeypatch):
 
     monkeypatch.setattr(m.CutSet, "to_file", flaky)
     from polyspeech_cli.data.tsv import prepare_tsv
-    from polyspeech_cli.data.validate import BadItems
     from polyspeech_cli.prepare import PrepareOptions, run_prepare
 
     with pytest.raises(KeyboardInterrupt):

@@ -27,17 +27,10 @@ from polyspeech_cli.codec.model import SSETCodec
 from polyspeech_cli.codec.plot import plot_reconstruction
 from polyspeech_cli.commands import console
 from polyspeech_cli.config import save_config
+from polyspeech_cli.training import pick_device
 from polyspeech_cli.errors import PolyspeechError
 
 CHECKPOINT, MODEL, LOG, PLOT = "checkpoint.pt", "codec.pt", "log.csv", "reconstruction.png"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PolyspeechError(f"device '{name}' requested but CUDA is not available (use device: auto or cpu)")
-    return torch.device(name)
 
 
 def sample_batch(data: FeatureSet, cfg: CodecConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,6 @@ task's sampler is sharded by rank.
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import tempfile
@@ -24,6 +23,7 @@ from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler
 
 from polyspeech_cli.config import save_config
+from polyspeech_cli.training import CsvLog, autocast_dtype, pick_device
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.lm.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint, save_checkpoint
 from polyspeech_cli.lm.data import DataConfig, TaskDataset, TaskStream, codebook_size, has_labels, select_task_cuts, to_device
@@ -90,22 +90,8 @@ def lr_lambda(cfg: TrainConfig):
     return f
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PolyspeechError(f"device '{name}' requested but no CUDA GPU is visible (use --device cpu)")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision not in ("bf16", "fp16"):
-        raise PolyspeechError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r} (fix the config)")
-    return torch.bfloat16 if precision == "bf16" else torch.float16
+# One row per (step, split, task) of the training log.
+LOG_FIELDS = ("step", "split", "task", "loss", "ce", "ctc", "metric", "value", "lr", "hours_seen", "elapsed_s")
 
 
 def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
@@ -147,22 +133,6 @@ def alignment_rates(model: PolySpeechLM, vocab: Vocab, task_cuts: dict[str, CutS
         cuts = task_cuts["tts"]
         rates["tts"] = sum(_n_speech_tokens(c, data_cfg) for c in cuts) / max(1, sum(len(vocab.encode_text(c.supervisions[0].text)) for c in cuts))
     return rates
-
-
-class CsvLog:
-    """Append-only training log (rank 0): one row per (step, split, task)."""
-
-    FIELDS = ("step", "split", "task", "loss", "ce", "ctc", "metric", "value", "lr", "hours_seen", "elapsed_s")
-
-    def __init__(self, path: Path, fresh: bool) -> None:
-        self.path = path
-        if fresh or not path.exists():
-            with open(path, "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerow(self.FIELDS)
-
-    def write(self, **row) -> None:
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
-            csv.DictWriter(f, self.FIELDS).writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def _load_cuts(path: Path, what: str) -> CutSet:
@@ -279,7 +249,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
         step, hours_seen = state["step"], state["hours_seen"]
         say(f"resumed from {list_checkpoints(exp_dir)[-1]} at step {step}")
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if distributed else model
-    csv_log = CsvLog(exp_dir / "train_log.csv", fresh=state is None) if is_main else None
+    csv_log = CsvLog(exp_dir / "train_log.csv", LOG_FIELDS, fresh=state is None) if is_main else None
 
     def checkpoint() -> None:
         # Every rank's sampler position goes into the checkpoint (gathered to rank 0).

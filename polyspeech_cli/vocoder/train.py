@@ -9,17 +9,17 @@ depend on max_steps, so `--resume` (even with a larger --max-steps) continues ex
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from polyspeech_cli.codec.data import NORMALIZATIONS
 from polyspeech_cli.config import save_config
+from polyspeech_cli.training import CsvLog, autocast_dtype, pick_device
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.vocoder.checkpoint import KIND, list_checkpoints, read_state, save_checkpoint, save_model
 from polyspeech_cli.vocoder.data import decoder_batch, load_utterances, mel_stats, prompt_index, vocoder_batch
@@ -87,22 +87,7 @@ def lr_factor(cfg: VocoderConfig, step: int) -> float:
     return warm * decay
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PolyspeechError(f"device '{name}' requested but no CUDA GPU is visible (use --device cpu)")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise PolyspeechError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r} (fix the config)")
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
+LOG_FIELDS = ("step", "phase", "split", "loss", "l1", "mse", "spk", "metric", "value", "lr", "elapsed_s")
 
 
 def speaker_contrastive(prompt_emb: torch.Tensor, target_emb: torch.Tensor, speakers: torch.Tensor, tau: float) -> torch.Tensor:
@@ -128,20 +113,6 @@ def decoder_loss(model: SpeechDecoder, batch: dict[str, torch.Tensor], cfg: Voco
         out["loss"] = out["loss"] + cfg.speaker_loss_weight * spk_loss
         out["spk"] = spk_loss
     return out
-
-
-class CsvLog:
-    FIELDS = ("step", "phase", "split", "loss", "l1", "mse", "spk", "metric", "value", "lr", "elapsed_s")
-
-    def __init__(self, path: Path, fresh: bool) -> None:
-        self.path = path
-        if fresh or not path.exists():
-            with open(path, "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerow(self.FIELDS)
-
-    def write(self, **row: Any) -> None:
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
-            csv.DictWriter(f, self.FIELDS).writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Path, resume: bool = False,
@@ -212,7 +183,7 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
         log(f"resumed from {ckpts[-1]} at step {step}" + (f" (+{gan_step} HiFi-GAN steps)" if gan_step else ""))
     exp_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, exp_dir / "config.yaml")
-    csv_log = CsvLog(exp_dir / "train_log.csv", fresh=step == 0 and gan_step == 0)
+    csv_log = CsvLog(exp_dir / "train_log.csv", LOG_FIELDS, fresh=step == 0 and gan_step == 0)
     meta = {"feat_dim": data.feat_dim, "frame_shift": data.frame_shift, "feature_type": data.feature_type}
     log(f"model: {model.num_params() / 1e6:.2f} M parameters (decoder + speaker encoder), device {device}"
         + (f", HiFi-GAN generator {sum(p.numel() for p in gen.parameters()) / 1e6:.2f} M" if gen is not None else ""))
