@@ -43,6 +43,32 @@ def fake_aishell(root: Path) -> Path:
     return root
 
 
+def fake_commonvoice(root: Path) -> Path:
+    lang = root / "zh-CN"
+    (lang / "clips").mkdir(parents=True)
+    header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tvariant\tlocale\tsegment\n"
+    for part, gender in (("train", "female_feminine"), ("dev", "male_masculine"), ("test", "")):
+        rows = []
+        for i in range(2):
+            name = f"common_voice_zh-CN_{part}{i}.flac"
+            sf.write(lang / "clips" / name, tone(1.0, 48000, 250 + i * 10), 48000)
+            rows.append(f"spk{part}\t{name}\t你好世界{i}\t2\t0\ttwenties\t{gender}\t\t\tzh-CN\t\n")
+        (lang / f"{part}.tsv").write_text(header + "".join(rows), encoding="utf-8")
+    return root
+
+
+def test_commonvoice_recipe_maps_locale_and_gender(tmp_path, run_cli):
+    corpus = fake_commonvoice(tmp_path / "cv")
+    data = tmp_path / "data"
+    result = run_cli("prepare", "commonvoice", corpus, "-d", data)
+    assert result.exit_code == 0, result.output
+    train = CutSet.from_file(data / "commonvoice_cuts_zh-CN_train.jsonl.gz")
+    sup = train[0].supervisions[0]
+    assert sup.language == "zh" and sup.gender == "F" and train[0].sampling_rate == 16000
+    assert CutSet.from_file(data / "commonvoice_cuts_zh-CN_dev.jsonl.gz")[0].supervisions[0].gender == "M"
+    assert CutSet.from_file(data / "commonvoice_cuts_zh-CN_test.jsonl.gz")[0].supervisions[0].gender is None
+
+
 def test_librispeech_recipe_adds_language_and_gender(tmp_path, run_cli):
     corpus = fake_librispeech(tmp_path / "ls")
     data = tmp_path / "data"
