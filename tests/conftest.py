@@ -16,6 +16,18 @@ REPO = Path(__file__).resolve().parents[1]
 HEADER = "utt_id\tpath\tspeaker\tgender\tlanguage\tduration\ttext\n"
 
 
+class CliResult:
+    """Exit code + output with Rich's line wrapping undone (long tmp paths wrap at 80 columns)."""
+
+    def __init__(self, result: object):
+        self.exit_code, self.output = result.exit_code, " ".join(result.output.split())  # type: ignore[attr-defined]
+
+
+def run_flat(*args: object) -> CliResult:
+    """Invoke the CLI in-process; the output comes back as one line."""
+    return CliResult(CliRunner().invoke(app, [str(a) for a in args]))
+
+
 @pytest.fixture
 def run_cli():
     """Invoke the `polyspeech` CLI in-process; returns click's Result (exit_code, output)."""

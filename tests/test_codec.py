@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from lhotse import CutSet
-from typer.testing import CliRunner
 
-from polyspeech_cli.cli import app
+from conftest import run_flat
 from polyspeech_cli.codec.checkpoint import load_codec
 from polyspeech_cli.codec.config import CodecConfig
 from polyspeech_cli.codec.data import load_feature_set
@@ -23,20 +22,11 @@ from polyspeech_cli.tokens.extract import ExtractOptions, extract
 from polyspeech_cli.tokens.toy import make_toy_cuts
 
 torch.set_num_threads(1)
-runner = CliRunner()
 TINY = dict(channels=32, res_blocks=1, kernel_size=3, latent_dim=8, n_codebooks=2, codebook_size=32, batch_size=4,
             segment_frames=64, warmup_steps=5, lr=3e-3, log_every=10, eval_every=30, checkpoint_every=10, seed=0)
 
 
-class Result:
-    """exit code + output with Rich's line wrapping undone (long tmp paths wrap at 80 columns)."""
-
-    def __init__(self, r: object):
-        self.exit_code, self.output = r.exit_code, " ".join(r.output.split())  # type: ignore[attr-defined]
-
-
-def run(*args: object) -> Result:
-    return Result(runner.invoke(app, [str(a) for a in args]))
+run = run_flat
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,14 @@ import torch
 from lhotse import CutSet, Features
 from lhotse.features.io import NumpyFilesWriter
 from lhotse.utils import fastcopy
-from typer.testing import CliRunner
 
-from polyspeech_cli.cli import app
+from conftest import run_flat
 from polyspeech_cli.tokens.toy import make_toy_cuts
 
 torch.set_num_threads(1)
-runner = CliRunner()
 
 
-class Result:
-    """exit code + output with Rich's line wrapping undone (long tmp paths wrap at 80 columns)."""
-
-    def __init__(self, r: object):
-        self.exit_code, self.output = r.exit_code, " ".join(r.output.split())  # type: ignore[attr-defined]
-
-
-def run(*args: object) -> Result:
-    return Result(runner.invoke(app, [str(a) for a in args]))
+run = run_flat
 
 
 @pytest.fixture(scope="module")

@@ -37,14 +37,7 @@ def greedy(session, max_new: list[int], lo: int, hi: int, eos: int, min_new: int
     done = torch.tensor([m <= 0 for m in max_new])
     for t in range(max(max_new, default=0)):
         tok = restrict(logits, lo, hi, eos if t >= min_new else None).argmax(-1)
-        for i in range(n):
-            if not done[i]:
-                if int(tok[i]) == eos:
-                    done[i] = True
-                else:
-                    out[i].append(int(tok[i]))
-                    done[i] = len(out[i]) >= max_new[i]
-        if bool(done.all()):
+        if _append(tok, out, done, eos, max_new):
             break
         logits = session.step(torch.where(done, torch.full_like(tok, eos), tok))  # finished rows idle on eos
     return out
@@ -160,14 +153,19 @@ def sample(session, min_new: list[int], max_new: list[int], allowed: Callable[[i
             rows.append(restrict(logits[i : i + 1], lo, hi, eos_i))
         probs = filter_logits(torch.cat(rows), cfg).softmax(-1)
         tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
-        for i in range(n):
-            if not done[i]:
-                if int(tok[i]) == eos:
-                    done[i] = True
-                else:
-                    out[i].append(int(tok[i]))
-                    done[i] = len(out[i]) >= max_new[i]
-        if bool(done.all()):
+        if _append(tok, out, done, eos, max_new):
             break
-        logits = session.step(torch.where(done, torch.full_like(tok, eos), tok))
+        logits = session.step(torch.where(done, torch.full_like(tok, eos), tok))  # finished rows idle on eos
     return out
+
+
+def _append(tok: torch.Tensor, out: list[list[int]], done: torch.Tensor, eos: int, max_new: list[int]) -> bool:
+    """Add this step's token to each unfinished row (eos or the length limit finishes it); True when all are done."""
+    for i in range(len(out)):
+        if not done[i]:
+            if int(tok[i]) == eos:
+                done[i] = True
+            else:
+                out[i].append(int(tok[i]))
+                done[i] = len(out[i]) >= max_new[i]
+    return bool(done.all())
