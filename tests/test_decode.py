@@ -417,3 +417,16 @@ def test_decode_bad_input(system, run_cli, tmp_path):
     assert r.exit_code == 1 and "xyz" in r.output
     r = run_cli("transcribe", tmp_path / "text.wav", "--model", exp)
     assert r.exit_code == 1 and "not a readable audio" in r.output
+
+
+def test_bench_decode_reports_every_speed(system, run_cli, tmp_path):
+    out = tmp_path / "bench.json"
+    r = run_cli("bench", "decode", "--exp-dir", system["exp"], "--cuts", system["cuts"], "--max-cuts", "4", "--tokens", "12",
+                "--batch-size", "2", "--out", out)
+    assert r.exit_code == 0, r.output
+    got = json.loads(out.read_text())
+    assert got["cached_equals_recompute"] and got["tokens"] == 12 and got["asr_utts"] == 4
+    # TTS: every utterance synthesized, and the RTF is compute over the audio actually produced.
+    assert got["tts_utts"] == 4 and got["tts_audio_s"] > 0
+    assert abs(got["tts_rtf"] - (got["tts_lm_s"] + got["tts_wave_s"]) / got["tts_audio_s"]) < 1e-9
+    assert "TTS end to end" in r.output

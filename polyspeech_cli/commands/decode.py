@@ -117,8 +117,10 @@ def bench_decode(
     max_cuts: int = typer.Option(32, help="Utterances for the ASR RTF."),
     batch_size: int = typer.Option(8, help="ASR batch size."),
     out: Path | None = typer.Option(None, help="Also write the numbers to this JSON file."),
+    codec: Path | None = typer.Option(None, help="TTS: SSET codec dir/checkpoint (default: as `decode --task tts` finds it)."),
+    vocoder: Path | None = typer.Option(None, help="TTS: speech decoder exp dir (default EXP/../vocoder)."),
 ) -> None:
-    """KV-cached vs recompute decoding speed and ASR real-time factor, one CPU thread (reported, not asserted)."""
+    """KV-cached vs recompute decoding speed, ASR and TTS real-time factors, one CPU thread (reported, not asserted)."""
     from polyspeech_cli.decode.bench import bench
 
-    bench(exp_dir, cuts, config, tokens, max_cuts, batch_size, out)
+    bench(exp_dir, cuts, config, tokens, max_cuts, batch_size, out, codec, vocoder)

@@ -1,5 +1,6 @@
-"""`polyspeech bench decode`: KV-cached vs recompute-the-prefix decoding, and the ASR real-time
-factor, on one CPU thread. Numbers are reported, never asserted (machines differ)."""
+"""`polyspeech bench decode`: KV-cached vs recompute-the-prefix decoding, the ASR real-time factor
+and, for a trained LM with TTS, the end-to-end TTS real-time factor, on one CPU thread. Numbers are
+reported, never asserted (machines differ)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,36 @@ def _time(fn, repeat: int = 1) -> float:
     return best
 
 
-def bench(exp_dir: Path | None, cuts: Path | None, config: Path, tokens: int, max_cuts: int, batch_size: int, out: Path | None) -> dict:
+def tts_rtf(lm: lm_io.LoadedLM, cuts_path: Path, codec: Path | None, vocoder: Path | None, max_cuts: int, batch_size: int) -> dict:
+    """TTS end to end as `polyspeech decode --task tts` runs it (sampling, SSET decoder, speech
+    decoder, Griffin-Lim/HiFi-GAN) on the first `max_cuts` cuts with text: compute s / audio s."""
+    from lhotse import CutSet
+
+    from polyspeech_cli.decode.run import pick_prompts
+    from polyspeech_cli.decode.tts import SpeechBackend, TTSOptions, find_codec, find_vocoder, generate_speech
+    from polyspeech_cli.tokens.audio import cut_audio
+
+    cuts = CutSet.from_file(cuts_path).to_eager()
+    sel = [c for c in cuts if c.supervisions and c.supervisions[0].text][:max_cuts]
+    if not sel:
+        raise PolyspeechError(f"{cuts_path}: no cut with text to benchmark TTS on")
+    backend = SpeechBackend(lm, find_codec(codec, lm.exp_dir, cuts), find_vocoder(vocoder, lm.exp_dir))
+    prompts = {k: cut_audio(p) for k, p in pick_prompts(list(cuts), sel).items()}
+    texts = [lm_io.cut_item(lm, "tts", c)["text_ids"] for c in sel]
+    gen, lm_s, wave_s, audio_s = torch.Generator().manual_seed(0), 0.0, 0.0, 0.0
+    for i in range(0, len(sel), batch_size):
+        t = time.perf_counter()
+        ids = generate_speech(lm, texts[i : i + batch_size], TTSOptions(), gen)
+        lm_s += time.perf_counter() - t
+        t = time.perf_counter()
+        for c, tok in zip(sel[i : i + batch_size], ids):
+            audio_s += len(backend.to_wave(tok, prompts[c.id], c.sampling_rate, c.id)) / backend.sample_rate
+        wave_s += time.perf_counter() - t
+    return {"tts_utts": len(sel), "tts_audio_s": audio_s, "tts_lm_s": lm_s, "tts_wave_s": wave_s, "tts_rtf": (lm_s + wave_s) / audio_s}
+
+
+def bench(exp_dir: Path | None, cuts: Path | None, config: Path, tokens: int, max_cuts: int, batch_size: int, out: Path | None,
+          codec: Path | None = None, vocoder: Path | None = None) -> dict:
     torch.set_num_threads(1)
     lm = lm_io.load_lm(exp_dir) if exp_dir else untrained_lm(config)
     lo, hi = lm_io.output_range(lm, "asr")
@@ -87,6 +117,13 @@ def bench(exp_dir: Path | None, cuts: Path | None, config: Path, tokens: int, ma
     console.print(f"{tokens}-token output: KV cache {cached:.2f} s ({result['cached_ms_per_token']:.1f} ms/token), "
                   f"recompute {recompute:.2f} s -> {result['speedup']:.1f}x faster (target >= 3x); identical tokens: {same}")
     console.print(f"ASR greedy, batch {batch_size}: {len(items)} utts, {seconds:.1f} s of audio in {asr_s:.2f} s -> RTF {result['asr_rtf']:.4f} (target <= 0.05)")
+    if exp_dir is not None and cuts is not None and "tts" in lm.tasks:
+        result |= tts_rtf(lm, cuts, codec, vocoder, max_cuts, batch_size)
+        console.print(f"TTS end to end, batch {batch_size}: {result['tts_utts']} utts, {result['tts_audio_s']:.1f} s of audio in "
+                      f"{result['tts_lm_s']:.2f} s (LM sampling) + {result['tts_wave_s']:.2f} s (codec, speech decoder, vocoder) "
+                      f"-> RTF {result['tts_rtf']:.3f} (target <= 0.5)")
+    else:
+        console.print("TTS: not measured (needs --exp-dir of an LM trained with tts, and --cuts with audio for the prompts)")
     if out:
         from polyspeech_cli.fileio import atomic_write_text
 
