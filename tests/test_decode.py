@@ -373,7 +373,7 @@ def _bad_prompts(tmp: Path) -> dict[str, Path]:
     return {"silent": tmp / "silent.wav", "short": tmp / "short.wav", "not audio": tmp / "text.wav", "not found": tmp / "nope.wav"}
 
 
-@pytest.mark.parametrize("case", ["empty text", "unknown language", "silent", "short", "not audio", "not found"])
+@pytest.mark.parametrize("case", ["empty text", "unknown language", "no language", "silent", "short", "not audio", "not found"])
 def test_synthesize_bad_input(system, run_cli, tmp_path, case):
     prompts = _bad_prompts(tmp_path)
     text, lang, prompt = "good day", "en", system["root"] / "audio" / "u1.wav"
@@ -381,13 +381,14 @@ def test_synthesize_bad_input(system, run_cli, tmp_path, case):
         text = "  "
     elif case == "unknown language":
         lang = "zh"
-    else:
+    elif case != "no language":
         prompt = prompts[case]
     out = tmp_path / "out.wav"
-    r = run_cli("synthesize", "--text", text, "--lang", lang, "--prompt", prompt, "--out", out, "--model", system["exp"])
+    lang_opt = [] if case == "no language" else ["--lang", lang]
+    r = run_cli("synthesize", "--text", text, *lang_opt, "--prompt", prompt, "--out", out, "--model", system["exp"])
     assert r.exit_code == 1, r.output
     assert "error" in r.output and "Traceback" not in r.output
-    expected = {"empty text": "empty", "unknown language": "'zh'", "silent": "silent", "short": "1 s", "not audio": "not a readable audio",
+    expected = {"empty text": "empty", "unknown language": "'zh'", "no language": "--lang", "silent": "silent", "short": "1 s", "not audio": "not a readable audio",
                 "not found": "not found"}[case]
     assert expected in r.output, r.output
     assert not out.exists() and not list(tmp_path.glob(".tmp.*"))
@@ -430,3 +431,18 @@ def test_bench_decode_reports_every_speed(system, run_cli, tmp_path):
     assert got["tts_utts"] == 4 and got["tts_audio_s"] > 0
     assert abs(got["tts_rtf"] - (got["tts_lm_s"] + got["tts_wave_s"]) / got["tts_audio_s"]) < 1e-9
     assert "TTS end to end" in r.output
+
+
+def test_tts_input_carries_the_language_token(system):
+    lm = system["lm"]
+    v = lm.vocab
+    en, de = lm_io.text_ids(lm, "good day", "en", "t"), lm_io.text_ids(lm, "good day", "de", "t")
+    assert en[0] == v.lang_id("en") and de[0] == v.lang_id("de") and en[1:] == de[1:] == v.encode_text("good day")
+    # Training builds the same TTS input as decoding.
+    from lhotse import CutSet
+
+    from polyspeech_cli.lm.data import TaskDataset
+
+    cut = next(c for c in CutSet.from_file(system["cuts"]) if c.supervisions[0].language == "de")
+    prefix = TaskDataset("tts", v, lm.cfg.data)[CutSet.from_cuts([cut])]["prefix"][0].tolist()
+    assert prefix == [v.task_id("tts")] + lm_io.cut_item(lm, "tts", cut)["text_ids"]

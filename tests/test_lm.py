@@ -286,3 +286,18 @@ def test_keep_last_and_average(data, tmp_path):
     key = "llm.model.layers.0.mlp.up_proj.weight"
     assert torch.allclose(avg[key], (a[key] + b[key]) / 2, atol=1e-6)
     load_model(exp, exp / "ckpt" / "avg-2.pt")  # decodable
+
+
+def test_single_task_budget_is_its_share_of_the_multitask_steps(data):
+    from polyspeech_cli.lm.train import matched_budget, select_task_cuts
+
+    cuts = CutSet.from_file(data)
+    cfg = load_config(REPO / "conf" / "lm_tiny.yaml", TrainConfig, {"tasks": ["lid"], "steps_share_of": ["asr", "lid", "gid"], "max_steps": 500})
+    got = matched_budget(cfg, cuts, Path("cuts"), log=lambda *a: None)
+    sel = select_task_cuts(cuts, ["asr", "lid", "gid"], cfg.data, Path("cuts"), log=lambda *a: None)
+    p = task_probabilities({t: sum(c.duration for c in tc) / 3600 for t, tc in sel.items()}, cfg.task_weights, 1.0)["lid"]
+    assert got.max_steps == round(500 * p) and got.warmup_steps == round(cfg.warmup_steps * p) and got.steps_share_of == []
+    assert cfg.max_steps == 500  # the caller's config is not modified
+    cfg.tasks = ["asr", "lid"]
+    with pytest.raises(PolyspeechError, match="single-task"):
+        matched_budget(cfg, cuts, Path("cuts"))

@@ -6,6 +6,8 @@ import json
 import shutil
 import subprocess
 
+import yaml
+
 from lhotse import CutSet
 
 from conftest import REPO
@@ -38,7 +40,13 @@ def test_quick_recipe_end_to_end_then_skips(tmp_path):
     for row in ("ASR CER %", "TTS SECS", "TTS CER %", "LID accuracy %", "GID accuracy %"):
         line = next(ln for ln in table.splitlines() if ln.startswith(f"| {row} |"))
         assert "–" not in line, line  # every cell holds a measured number
-    assert "## Environment" in table
+    assert "## Environment" in table and "## Quality bars" in table
+    for png in ("RESULTS_curves.png", "RESULTS_confusion.png"):
+        assert (recipe / png).stat().st_size > 0 and f"({png})" in table
+    # Same budget: the single-task LMs split the multitask LM's steps by task share.
+    steps = {lm: yaml.safe_load((recipe / "exp" / f"lm_{lm}" / "config.yaml").read_text())["max_steps"] for lm in ("multi", "asr", "tts", "lid", "gid")}
+    assert steps["asr"] > steps["tts"] > 0 and abs(sum(steps.values()) - 2 * steps["multi"]) <= 2, steps
+    assert sum(ln.startswith("| lm_") for ln in table.splitlines()) == 5  # the training-budget table
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]

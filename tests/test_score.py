@@ -86,3 +86,46 @@ def test_secs_with_pretrained_encoder(tmp_path, shared_dir):
     ]
     res = score_secs(rows, "decode_tts_test")
     assert res["secs"] > res["secs_between_speakers"]
+
+
+def _scores(asr_cer: dict, tts_cer: float, secs: float, lid: float, gid: float) -> dict:
+    cls = {"labels": ["F", "M"], "matrix": [[1, 0], [0, 1]]}
+    return {"decode_asr_test": {"task": "asr", "cer": asr_cer}, "decode_asr_tts_x": {"task": "asr", "cer": {"all": tts_cer}},
+            "decode_tts_test": {"task": "tts", "secs": secs, "secs_between_speakers": 0.5},
+            "decode_lid_test": {"task": "lid", "accuracy": lid, **cls}, "decode_gid_test": {"task": "gid", "accuracy": gid, **cls}}
+
+
+def _train_log(d: Path, rows: list[str]) -> Path:
+    d.mkdir(parents=True)
+    header = "step,split,task,task_steps,loss,ce,ctc,metric,value,lr,hours_seen,elapsed_s\n"
+    (d / "train_log.csv").write_text(header + "".join(r + "\n" for r in rows))
+    return d
+
+
+def test_compare_table_bars_budgets_and_figures(tmp_path, run_cli):
+    single, multi = tmp_path / "single.json", tmp_path / "multi.json"
+    single.write_text(json.dumps(_scores({"all": 0.10, "en": 0.08, "zh": 0.20}, 0.25, 0.8, 0.99, 1.0)))
+    multi.write_text(json.dumps(_scores({"all": 0.12, "en": 0.10, "zh": 0.14}, 0.26, 0.4, 0.99, 0.98)))
+    lm_multi = _train_log(tmp_path / "lm_multi", ["10,train,asr,6,2.0,2.0,,,,1e-3,0.1,5", "10,train,lid,4,1.0,1.0,,,,1e-3,0.1,5",
+                                                  "10,dev,asr,6,,,,asr_cer,0.9,,,6"])
+    lm_asr = _train_log(tmp_path / "lm_asr", ["6,train,asr,6,1.5,1.5,,,,1e-3,0.05,3"])
+    notes = tmp_path / "notes.md"
+    notes.write_text("## What limits these numbers\n\nCPU time.\n")
+    out = tmp_path / "RESULTS.md"
+    args = ["compare", f"single-task={single}", f"multitask={multi}", "--out", out, "--lm-dir", lm_multi, "--lm-dir", lm_asr]
+    assert run_cli(*args, "--notes", tmp_path / "nope.md").exit_code == 1 and not out.exists()  # checked before writing
+    r = run_cli(*args, "--notes", notes)
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in text.splitlines() if ln.startswith("| ")}
+    assert rows["ASR CER %"] == "| ASR CER % | 10.0 | 12.0 |"
+    assert "✓ 8.0 | ✓ 10.0" in rows["ASR CER ≤ 15% (en)"] and "✗ 20.0 | ✓ 14.0" in rows["ASR CER ≤ 15% (zh)"]
+    assert "✓ 100.0 | ✗ 98.0" in rows["GID accuracy ≥ 99%"]
+    assert "✓ 0.800 vs 0.500 | ✗ 0.400 vs 0.500" in rows["TTS SECS above SECS of different real speakers"]
+    assert "✗ +20.0%" in rows["ASR CER %: within 10% relative of single-task"]  # 12 vs 10: 20% worse
+    assert "✓ +4.0%" in rows["TTS CER %: within 10% relative of single-task"]
+    assert "✗ -50.0%" in rows["TTS SECS: within 10% relative of single-task"]
+    assert rows["lm_multi"].startswith("| lm_multi | asr,lid | 10 | asr 6, lid 4 | 0.10 | 5 |")
+    assert text.rstrip().endswith("CPU time.")
+    for png in ("RESULTS_curves.png", "RESULTS_confusion.png"):
+        assert f"({png})" in text and (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

@@ -12,8 +12,11 @@ stage=0
 stop_stage=100
 quick=false           # tiny corpus and budgets, for smoke tests
 train_utts=""         # training utterances per language (default: $conf/synth.yaml)
+lm_steps=""           # multitask LM steps (default: $conf/lm_tiny.yaml); single-task LMs get each task's share
+nj=2                  # LM trainings / decodes run side by side (1 CPU thread each)
 data_dir=data
 exp_dir=exp
+results=RESULTS.md    # the single-task vs multitask table (PNGs beside it)
 corpus_dir=corpus/synth
 conf=../../conf        # the YAML configs (tiny CPU ones by default)
 . ../../utils/parse_options.sh
@@ -30,11 +33,12 @@ if [ "$quick" = true ]; then
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 2)
   codec_opts+=(--steps 20)
   vocoder_opts+=(--max-steps 20)
-  lm_opts+=(--max-steps 20)
+  lm_steps=${lm_steps:-20}
   kmeans_k=64
 elif [ -n "$train_utts" ]; then
   synth_opts+=(--train-utts "$train_utts")
 fi
+[ -n "$lm_steps" ] && lm_opts+=(--max-steps "$lm_steps")
 sets="train dev test"
 tasks="asr tts lid gid"
 feats=$data_dir/sset   # cuts carrying fbank features *and* SSET tokens
@@ -64,13 +68,40 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     --kmeans "$data_dir/kmeans/kmeans_centroids.pt" --out "$exp_dir/codec/codec_eval.json"
 fi
 
+# Run "$@" in the background with its output in a log file (nj > 1), or in the foreground.
+lane_pids=()
+lane() {
+  local log_file=$1; shift
+  if [ "$nj" -gt 1 ]; then
+    mkdir -p "$(dirname "$log_file")"
+    log "  background: $* (log: $log_file)"
+    ( "$@" ) > "$log_file" 2>&1 &
+    lane_pids+=($!)
+  else
+    "$@"
+  fi
+}
+wait_lanes() {
+  local failed=0
+  for pid in "${lane_pids[@]}"; do wait "$pid" || failed=1; done
+  lane_pids=()
+  [ "$failed" = 0 ] || { log "a background job failed: see the logs named above"; exit 1; }
+}
+
+train_lm() {  # train_lm NAME TASKS [extra options]
+  local name=$1 task_list=$2; shift 2
+  polyspeech train lm "${lm_opts[@]}" --tasks "$task_list" --train-cuts "$feats/synth_cuts_train.jsonl.gz" \
+    --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
+}
+train_singles() {  # same budget: each gets the steps the multitask LM spends on its task
+  for t in $tasks; do train_lm "$t" "$t" --steps-share-of "${tasks// /,}"; done
+}
+
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "Stage 4: train the multitask LM and the four single-task LMs, same budget"
-  for t in multi $tasks; do
-    task_list=$([ "$t" = multi ] && echo "${tasks// /,}" || echo "$t")
-    polyspeech train lm "${lm_opts[@]}" --tasks "$task_list" --train-cuts "$feats/synth_cuts_train.jsonl.gz" \
-      --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/lm_$t" --resume
-  done
+  log "Stage 4: train the multitask LM and the four single-task LMs (same budget: each task's share of the multitask steps)"
+  lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}"
+  lane "$exp_dir/lm_single.log" train_singles
+  wait_lanes
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
@@ -79,21 +110,29 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     --dev-cuts "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/vocoder" --resume
 fi
 
-if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  log "Stage 6: decode the test set: every task with the multitask LM and with its single-task LM"
-  for t in $tasks; do
-    for lm in multi "$t"; do
+decode_system() {  # decode_system LM...: every task of the test set with these LMs (multi, or the single-task ones)
+  for lm in "$@"; do
+    for t in $tasks; do
+      [ "$lm" = multi ] || [ "$lm" = "$t" ] || continue
       opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" --cuts "$feats/synth_cuts_test.jsonl.gz")
       [ "$t" = asr ] && opts+=("${asr_decode_opts[@]}")
       [ "$t" = tts ] && opts+=(--codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
       polyspeech decode "${opts[@]}"
     done
   done
+}
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "Stage 6: decode the test set: every task with the multitask LM and with its single-task LM"
+  lane "$exp_dir/lm_multi/decode.log" decode_system multi
+  lane "$exp_dir/decode_single.log" decode_system $tasks
+  wait_lanes
   # TTS intelligibility: one fixed judge (the single-task ASR model) transcribes both systems' audio.
   for lm in multi tts; do
-    polyspeech decode --task asr --exp-dir "$exp_dir/lm_asr" --cuts "$exp_dir/lm_$lm/decode_tts_test/cuts.jsonl.gz" \
-      --set-name "tts_$lm" "${asr_decode_opts[@]}"
+    lane "$exp_dir/lm_asr/decode_tts_$lm.log" polyspeech decode --task asr --exp-dir "$exp_dir/lm_asr" \
+      --cuts "$exp_dir/lm_$lm/decode_tts_test/cuts.jsonl.gz" --set-name "tts_$lm" "${asr_decode_opts[@]}"
   done
+  wait_lanes
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
@@ -103,7 +142,8 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   mkdir -p "$exp_dir/single"
   polyspeech score "$exp_dir/lm_asr/decode_asr_test" "$exp_dir/lm_tts/decode_tts_test" "$exp_dir/lm_lid/decode_lid_test" \
     "$exp_dir/lm_gid/decode_gid_test" "$exp_dir/lm_asr/decode_asr_tts_tts" --out "$exp_dir/single/RESULTS.md"
-  polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out RESULTS.md
+  polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out "$results" \
+    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done)
 fi
 
 log "Done (stages $stage..$stop_stage)."

@@ -22,6 +22,8 @@ def train_lm(
     speech_tokens: str = typer.Option(None, "--speech-tokens", help="cut.custom key of discrete speech tokens for TTS (sset, encodec, kmeans)."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
     vocab_only: bool = typer.Option(False, "--vocab-only", help="Only build <exp>/vocab.json (+ text.model for bpe) from the train cuts."),
+    steps_share_of: str = typer.Option(None, "--steps-share-of", help="Single-task baseline: train for max_steps x this task's share "
+                                       "in a multitask run over these comma-separated tasks (same config), e.g. asr,tts,lid,gid."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
 ) -> None:
     """Train the multitask (or, with one task, single-task) decoder-only LM.
@@ -32,8 +34,9 @@ def train_lm(
     from polyspeech_cli.lm.train import TrainConfig, train
 
     overrides = {"max_steps": max_steps, "device": device, "threads": threads}
-    if tasks:
-        overrides["tasks"] = [t.strip() for t in tasks.split(",") if t.strip()]
+    for key, value in (("tasks", tasks), ("steps_share_of", steps_share_of)):
+        if value:
+            overrides[key] = [t.strip() for t in value.split(",") if t.strip()]
     cfg = load_config(config, TrainConfig, overrides)
     if speech_tokens:
         cfg.data.speech_tokens = speech_tokens

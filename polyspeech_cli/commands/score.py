@@ -31,19 +31,43 @@ def score(
 @cli_command
 def compare(
     systems: Annotated[list[str], typer.Argument(help="LABEL=path/to/scores.json, e.g. single-task=exp/single/scores.json multitask=exp/lm_multi/scores.json")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write the table to.")] = Path("RESULTS.md"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write the table to (PNGs go beside it).")] = Path("RESULTS.md"),
     title: Annotated[str, typer.Option("--title", help="Heading above the table.")] = "Single-task vs multitask",
+    lm_dirs: Annotated[Optional[list[Path]], typer.Option("--lm-dir", help="LM exp dir whose training budget and curves to report (repeatable).")] = None,
+    notes: Annotated[Optional[Path], typer.Option("--notes", help="Markdown appended at the end (e.g. what limits the numbers).")] = None,
 ) -> None:
-    """The paper's table: ASR CER, TTS SECS, TTS CER, LID and GID accuracy, one column per system."""
-    from polyspeech_cli.errors import PolyspeechError
+    """The paper's table (ASR CER, TTS SECS, TTS CER, LID and GID accuracy, one column per system),
+    the quality bars, the LID/GID confusion matrices and, with --lm-dir, training budgets and curves."""
+    from polyspeech_cli.errors import PolyspeechError, require_file
     from polyspeech_cli.fileio import atomic_write_text
-    from polyspeech_cli.score.compare import compare_table
+    from polyspeech_cli.lm.summary import budget_table, plot_curves
+    from polyspeech_cli.score.classify import plot_confusions
+    from polyspeech_cli.score.compare import compare_table, confusion_panels, load_systems, metrics, quality_bars
     from polyspeech_cli.score.report import environment
 
     pairs = [s.partition("=") for s in systems]
     if any(not label or not path for label, _, path in pairs):
         raise PolyspeechError("each system is LABEL=path/to/scores.json (e.g. multitask=exp/lm_multi/scores.json)")
-    table = compare_table({label: Path(path) for label, _, path in pairs})
-    atomic_write_text(out, f"# RESULTS\n\n## Environment\n\n{environment()}\n## {title}\n\n{table}")
+    paths = {label: Path(path) for label, _, path in pairs}
+    notes_text = require_file(notes, "notes file", "fix --notes").read_text(encoding="utf-8") if notes else ""
+    scores = load_systems(paths)
+    columns = {label: metrics(s) for label, s in scores.items()}
+    table = compare_table(columns)
+    parts = [f"# RESULTS\n\n## Environment\n\n{environment()}\n## {title}\n\n{table}"]
+    if lm_dirs:
+        png = out.with_name(out.stem + "_curves.png")
+        plot_curves(lm_dirs, png)
+        parts.append(f"\n![training curves]({png.name})\n")
+    panels = confusion_panels(scores)
+    if panels:
+        png = out.with_name(out.stem + "_confusion.png")
+        plot_confusions(panels, png)
+        parts.append(f"\n![LID and GID confusion matrices]({png.name})\n")
+    parts.append(f"\n## Quality bars\n\n{quality_bars(columns)}")
+    if lm_dirs:
+        parts.append(f"\n## Training budgets\n\n{budget_table(lm_dirs)}")
+    if notes_text:
+        parts.append("\n" + notes_text)
+    atomic_write_text(out, "".join(parts))
     console.print(table)
     console.print(f"wrote {out}")

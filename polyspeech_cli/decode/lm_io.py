@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.lm.data import tts_input_ids
 
 # Features computed on the fly (transcribe, ASR on synthesized audio) must match training. The LM
 # exp dir does not record how its features were made, so `<exp>/features.json` may say it; else
@@ -123,7 +124,7 @@ def speech_codes(lm: LoadedLM, ids: list[int]) -> np.ndarray:
 
 
 def text_ids(lm: LoadedLM, text: str, language: str | None, where: str, strict: bool = True) -> list[int]:
-    """Text units of a TTS input, refusing what the model cannot read.
+    """The TTS input (`<lang>` + text units), refusing what the model cannot read.
 
     `strict=False` (decoding a test set of a trained language) keeps characters unseen in training
     as <unk>, as ESPnet does, instead of stopping on a cut that is mostly unseen characters.
@@ -134,12 +135,15 @@ def text_ids(lm: LoadedLM, text: str, language: str | None, where: str, strict: 
     if language is not None and language not in v.languages:
         raise PolyspeechError(f"{where}: language '{language}' was not in the LM's training data "
                               f"(it knows {', '.join(v.languages)}); pick one of those or another model")
+    if language is None and lm.cfg.data.tts_language_token:
+        raise PolyspeechError(f"{where}: this LM reads the language of the text to synthesize: give it "
+                              f"(--lang, one of {', '.join(v.languages)})")
     ids = v.encode_text(text)
     unknown = sum(i == v.unk for i in ids)
     if strict and (unknown == len(ids) or unknown > 0.5 * len(ids)):
         raise PolyspeechError(f"{where}: {unknown} of {len(ids)} characters of {text[:40]!r} are unknown to the LM's "
                               "vocabulary (wrong language or script?)")
-    return ids
+    return tts_input_ids(v, text, language, lm.cfg.data)
 
 
 # ---- speech input ----------------------------------------------------------------------------------

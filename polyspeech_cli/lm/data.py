@@ -35,6 +35,14 @@ class DataConfig:
     cmvn: bool = True  # per-utterance mean/variance normalisation of continuous features
     max_cut_duration: float = 20.0  # longer cuts are dropped (and reported)
     min_cut_duration: float = 0.3
+    # TTS input `<tts> <lang> text`: languages sharing a script pronounce the same letters differently.
+    tts_language_token: bool = True
+
+
+def tts_input_ids(vocab: Vocab, text: str, language: str | None, cfg: DataConfig) -> list[int]:
+    """The TTS input after `<tts>`: the language token (when configured and known), then the text units."""
+    lang = vocab.lang_id(language) if cfg.tts_language_token and language else None
+    return ([lang] if lang is not None else []) + vocab.encode_text(text)
 
 
 def _sup(cut):
@@ -112,7 +120,7 @@ class TaskDataset:
             s = _sup(cut)
             pre = [v.task_id(task)]
             if task == "tts":
-                pre += v.encode_text(s.text)
+                pre += tts_input_ids(v, s.text, s.language, self.cfg)
                 out = self._speech_tokens(cut)
             else:
                 if self.cfg.speech_input == "features":

@@ -9,6 +9,7 @@ task's sampler is sharded by rank.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import tempfile
@@ -63,6 +64,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_last: int = 3
     average_last: int = 0  # >1: also write ckpt/avg-<K>.pt averaging the last K checkpoints
+    # Single-task baseline with a multitask run's budget: train the one task in `tasks` for the
+    # steps (and warm-up) that a multitask run of this config over these tasks spends on it,
+    # max_steps * p_task, i.e. on as many batches of the task as the multitask model sees.
+    steps_share_of: list[str] = field(default_factory=list)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -91,7 +96,7 @@ def lr_lambda(cfg: TrainConfig):
 
 
 # One row per (step, split, task) of the training log.
-LOG_FIELDS = ("step", "split", "task", "loss", "ce", "ctc", "metric", "value", "lr", "hours_seen", "elapsed_s")
+LOG_FIELDS = ("step", "split", "task", "task_steps", "loss", "ce", "ctc", "metric", "value", "lr", "hours_seen", "elapsed_s")
 
 
 def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
@@ -149,6 +154,25 @@ def _feat_dim(task_cuts: dict[str, CutSet], data_cfg: DataConfig) -> int:
     return 0
 
 
+def matched_budget(cfg: TrainConfig, cuts: CutSet, manifest: Path, log=print) -> TrainConfig:
+    """`cfg` with max_steps and warmup_steps scaled by the task's share in a multitask run over
+    `cfg.steps_share_of` (see TrainConfig.steps_share_of); unchanged when that list is empty."""
+    if not cfg.steps_share_of:
+        return cfg
+    if len(cfg.tasks) != 1 or cfg.tasks[0] not in cfg.steps_share_of:
+        raise PolyspeechError(f"--steps-share-of is for single-task baselines: --tasks must be one of {','.join(cfg.steps_share_of)} "
+                              f"(got {','.join(cfg.tasks)})")
+    sel = select_task_cuts(cuts, cfg.steps_share_of, cfg.data, manifest, log=lambda *a: None)
+    hours = {t: sum(c.duration for c in tc) / 3600 for t, tc in sel.items()}
+    share = task_probabilities(hours, cfg.task_weights, cfg.task_temperature)[cfg.tasks[0]]
+    out = copy.deepcopy(cfg)
+    out.max_steps, out.warmup_steps = max(1, round(cfg.max_steps * share)), max(1, round(cfg.warmup_steps * share))
+    out.steps_share_of = []  # the saved config.yaml holds the effective budget
+    log(f"budget: {out.max_steps} steps = {cfg.max_steps} x {share:.3f}, the share of '{cfg.tasks[0]}' in a multitask run over "
+        f"{','.join(cfg.steps_share_of)}")
+    return out
+
+
 # ---- the loop -----------------------------------------------------------------------------------
 def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Path, resume: bool = False,
           log=print, progress: bool = True, stop_at: int | None = None, vocab_only: bool = False) -> dict:
@@ -176,6 +200,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     # Data and vocabulary. The vocabulary is rebuilt from the train cuts every time and compared
     # with the checkpoint's *before* anything in exp_dir is written.
     cuts = _load_cuts(Path(train_cuts), "train cuts")
+    cfg = matched_budget(cfg, cuts, Path(train_cuts), log=say)
     task_cuts = select_task_cuts(cuts, cfg.tasks, cfg.data, Path(train_cuts), log=say)
     texts = [c.supervisions[0].text for c in cuts if c.supervisions and c.supervisions[0].text]
     langs = {c.supervisions[0].language for c in cuts if c.supervisions and c.supervisions[0].language}
@@ -234,6 +259,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     datasets = {t: TaskDataset(t, vocab, cfg.data) for t in cfg.tasks}
     task_rng = random.Random(cfg.seed)
     step, hours_seen = 0, 0.0
+    task_steps = dict.fromkeys(cfg.tasks, 0)  # optimiser steps per task (x of the comparison curves)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -247,6 +273,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
         if torch.cuda.is_available() and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, hours_seen = state["step"], state["hours_seen"]
+        task_steps.update(state.get("task_steps", {}))
         say(f"resumed from {list_checkpoints(exp_dir)[-1]} at step {step}")
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if distributed else model
     csv_log = CsvLog(exp_dir / "train_log.csv", LOG_FIELDS, fresh=state is None) if is_main else None
@@ -264,7 +291,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict(), "streams": dict(enumerate(gathered)), "task_rng": task_rng.getstate(),
                 "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "step": step, "hours_seen": hours_seen, "vocab_fingerprint": vocab.fingerprint, "feat_dim": feat_dim,
+                "step": step, "task_steps": task_steps, "hours_seen": hours_seen, "vocab_fingerprint": vocab.fingerprint, "feat_dim": feat_dim,
                 "config": cfg, "world_size": world,
             }, cfg.keep_last)
 
@@ -280,7 +307,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                         break
                     with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                         losses.append(float(model(to_device(datasets[t][b], device))["ce"]))
-                csv_log.write(step=step, split="dev", task=t, loss=sum(losses) / len(losses), ce=sum(losses) / len(losses))
+                csv_log.write(step=step, split="dev", task=t, task_steps=task_steps[t], loss=sum(losses) / len(losses), ce=sum(losses) / len(losses))
         model.train()
 
     def run_eval() -> dict[str, float]:
@@ -288,7 +315,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
             return {}
         m = evaluate(model, vocab, dev, cfg.tasks, cfg.data, device, cfg.eval_utts)
         for k, v in m.items():
-            csv_log.write(step=step, split="dev", task=k.split("_")[0], metric=k, value=v, elapsed_s=time.time() - t0)
+            csv_log.write(step=step, split="dev", task=k.split("_")[0], task_steps=task_steps.get(k.split("_")[0], ""), metric=k, value=v, elapsed_s=time.time() - t0)
         say(f"step {step} dev: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
         return m
 
@@ -323,6 +350,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
             opt.zero_grad(set_to_none=True)
             sched.step()
             step += 1
+            task_steps[task] += 1
             ema[task] = stats["loss"] if task not in ema else 0.9 * ema[task] + 0.1 * stats["loss"]
             bar.update(job, completed=step, description=" ".join(f"{t} {v:.3f}" for t, v in ema.items()))
             acc = interval.setdefault(task, {})
@@ -331,7 +359,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
             if is_main and (step % cfg.log_every == 0 or step == cfg.max_steps):
                 # One row per task: its mean losses over the steps since the last row.
                 for t, a in sorted(interval.items()):
-                    csv_log.write(step=step, split="train", task=t, loss=a["loss"] / a["n"], ce=a["ce"] / a["n"],
+                    csv_log.write(step=step, split="train", task=t, task_steps=task_steps[t], loss=a["loss"] / a["n"], ce=a["ce"] / a["n"],
                                   ctc=a["ctc"] / a["n"] if "ctc" in a else "", lr=sched.get_last_lr()[0], hours_seen=hours_seen,
                                   elapsed_s=time.time() - t0)
             if step % cfg.log_every == 0:

@@ -24,7 +24,7 @@ def environment() -> str:
 
     try:
         repo = Path(__file__).resolve().parents[2]
-        git = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        git = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         git = "unknown"
     return (
