@@ -124,7 +124,8 @@ def test_sset_tokens_and_codec_eval(data: Path) -> None:
     r = run("codec-eval", fb, "--checkpoint", ckpt, "--train-cuts", fb, "--out", data / "eval.json")
     assert r.exit_code == 0, r.output
     res = json.loads((data / "eval.json").read_text())["results"]
-    assert list(res) == ["SSET 1 book", "SSET 2 books", "k-means K=32"]
+    assert list(res) == ["SSET 1 book", "SSET 2 books", "k-means K=32", "k-means K=32, 2 frames stacked"]
+    assert res["k-means K=32, 2 frames stacked"]["token_frame_shift"] == res["SSET 1 book"]["token_frame_shift"] == 0.02
     assert all(0 <= m["rel_mse"] < 1.5 and -1 <= m["cosine"] <= 1 for m in res.values())
     assert res["SSET 2 books"]["rel_mse"] <= res["SSET 1 book"]["rel_mse"] + 1e-6
 

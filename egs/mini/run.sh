@@ -64,8 +64,13 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   fbank_cuts=$(for s in $sets; do echo "$data_dir/fbank/synth_cuts_$s.jsonl.gz"; done)
   polyspeech extract-tokens --type sset $fbank_cuts --checkpoint "$exp_dir/codec/codec.pt" --out-dir "$data_dir/sset"
   polyspeech extract-tokens --type kmeans $fbank_cuts --k "$kmeans_k" --out-dir "$data_dir/kmeans"
-  polyspeech codec-eval "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --checkpoint "$exp_dir/codec/codec.pt" \
-    --kmeans "$data_dir/kmeans/kmeans_centroids.pt" --out "$exp_dir/codec/codec_eval.json"
+  if [ "$exp_dir/codec/codec_eval.json" -nt "$exp_dir/codec/codec.pt" ]; then
+    log "  $exp_dir/codec/codec_eval.json is newer than the codec: nothing to do"
+  else  # --train-cuts: also fit k-means at the codec's token rate (stacked frames)
+    polyspeech codec-eval "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --checkpoint "$exp_dir/codec/codec.pt" \
+      --kmeans "$data_dir/kmeans/kmeans_centroids.pt" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
+      --out "$exp_dir/codec/codec_eval.json"
+  fi
 fi
 
 # Run "$@" in the background with its output in a log file (nj > 1), or in the foreground.

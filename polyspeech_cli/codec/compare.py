@@ -1,4 +1,5 @@
-"""`codec-eval`: SSET (first book / all books) vs k-means with the same K, on one dev set.
+"""`codec-eval`: SSET (first book / all books) vs k-means with the same K, on one dev set; for a
+codec that downsamples, also k-means at SSET's token rate (stacked frames, fitted on --train-cuts).
 
 All three reconstruct the same normalised features (the codec's normalisation), so k-means
 centroids must have been fitted with that normalisation too; a mismatch is an error.
@@ -25,6 +26,25 @@ from polyspeech_cli.tokens.kmeans import (
     load_centroids,
     quantize,
 )
+
+
+def stack_frames(x: np.ndarray, s: int) -> np.ndarray:
+    """(T, D) -> (T // s, s * D): consecutive frames side by side."""
+    t = x.shape[0] // s * s
+    return x[:t].reshape(-1, s * x.shape[1])
+
+
+def _kmeans_row(feats: list[np.ndarray], centroids: np.ndarray, stack: int, frame_shift: float) -> dict[str, Any]:
+    """Reconstruction by the nearest centroid (over `stack` stacked frames) and code usage."""
+    r, ids = Recon(), []
+    for x in feats:
+        i = quantize(stack_frames(x, stack), centroids)
+        r.add(x[: len(i) * stack], centroids[i].reshape(-1, x.shape[1]))
+        ids.append(i)
+    k = centroids.shape[0]
+    u, p = usage_stats(np.concatenate(ids), k)
+    return {"codebooks": 1, "codebook_size": k, "token_frame_shift": frame_shift * stack, "bits_per_second": np.log2(k) / (frame_shift * stack),
+            "rel_mse": r.rel_mse, "cosine": r.cosine, "usage": [u], "perplexity": [p]}
 
 
 def compare(dev_cuts: Path, checkpoint: Path, kmeans: Path | None, train_cuts: Path | None, out: Path, max_cuts: int | None = None) -> dict[str, Any]:
@@ -59,16 +79,15 @@ def compare(dev_cuts: Path, checkpoint: Path, kmeans: Path | None, train_cuts: P
         rows[name] = {"codebooks": n_q, "codebook_size": cfg.codebook_size, "token_frame_shift": meta["frame_shift"] * cfg.downsample,
                       "bits_per_second": n_q * np.log2(cfg.codebook_size) / (meta["frame_shift"] * cfg.downsample),
                       "rel_mse": r.rel_mse, "cosine": r.cosine, "usage": [s[0] for s in stats], "perplexity": [s[1] for s in stats]}
-    r = Recon()
-    ids = []
-    for x in dev.feats:
-        i = quantize(x, centroids)
-        r.add(x, centroids[i])
-        ids.append(i)
-    u, p = usage_stats(np.concatenate(ids), centroids.shape[0])
-    rows[f"k-means K={centroids.shape[0]}"] = {"codebooks": 1, "codebook_size": centroids.shape[0], "token_frame_shift": dev.frame_shift,
-                                              "bits_per_second": np.log2(centroids.shape[0]) / dev.frame_shift,
-                                              "rel_mse": r.rel_mse, "cosine": r.cosine, "usage": [u], "perplexity": [p]}
+    rows[f"k-means K={centroids.shape[0]}"] = _kmeans_row(dev.feats, centroids, 1, dev.frame_shift)
+    if cfg.downsample > 1 and train_cuts is not None:
+        # The same token rate as SSET: k-means over `downsample` stacked frames, each code decoded
+        # back to that many frames (the last odd frame of an utterance is left out of this row).
+        s = cfg.downsample
+        train = load_feature_set(read_cuts(train_cuts), meta["normalization"], f"{train_cuts}: ", "k-means: loading features")
+        console.print(f"fitting k-means K={cfg.codebook_size} on {s} stacked frames ({s * dev.frame_shift * 1000:.0f} ms) of {train_cuts}")
+        stacked = fit_kmeans(np.concatenate([stack_frames(x, s) for x in train.feats]), KMeansConfig(k=cfg.codebook_size))
+        rows[f"k-means K={cfg.codebook_size}, {s} frames stacked"] = _kmeans_row(dev.feats, stacked, s, dev.frame_shift)
 
     table = Table(title=f"feature reconstruction on {dev_cuts} ({len(dev.feats)} cuts, {dev.num_frames} frames, {meta['feature_type']} {dev.dim}-dim, {meta['normalization']})")
     for col in ("tokens", "books x size", "frame", "bits/s", "rel MSE", "cosine", "code usage", "perplexity"):

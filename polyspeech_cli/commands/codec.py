@@ -34,11 +34,12 @@ def codec_eval(
     dev_cuts: Path = typer.Argument(..., help="Dev cuts with continuous features."),
     checkpoint: Path = typer.Option(Path("exp/codec/codec.pt"), help="SSET codec checkpoint."),
     kmeans: Path | None = typer.Option(None, help="k-means centroids (from extract-tokens --type kmeans); or --train-cuts to fit them."),
-    train_cuts: Path | None = typer.Option(None, help="Fit k-means (K = the codec's codebook size) on these cuts when --kmeans is not given."),
+    train_cuts: Path | None = typer.Option(None, help="Fit k-means (K = the codec's codebook size) on these cuts when --kmeans is not given, "
+                                            "and (downsampling codecs) k-means at the codec's token rate."),
     out: Path | None = typer.Option(None, help="JSON result (default <checkpoint dir>/codec_eval.json)."),
     max_cuts: int | None = typer.Option(None, help="Evaluate on the first N dev cuts only."),
 ) -> None:
-    """Compare feature reconstruction: SSET 1 codebook, SSET all codebooks, k-means with the same K."""
+    """Compare feature reconstruction: SSET 1 codebook, SSET all codebooks, k-means with the same K (and at SSET's token rate)."""
     from polyspeech_cli.codec.compare import compare
 
     compare(dev_cuts, checkpoint, kmeans, train_cuts, out or checkpoint.parent / "codec_eval.json", max_cuts)
