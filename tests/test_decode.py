@@ -9,6 +9,7 @@ Quality is not the point here; correctness of the machinery is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import soundfile as sf
 import torch
 
 from polyspeech_cli.decode import lm_io
+from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.decode.run import classify_items
 from polyspeech_cli.decode.search import (
     SamplingConfig,
@@ -305,6 +307,14 @@ def test_on_the_fly_features_match_the_stored_ones(system):
     assert abs(len(stored) - len(fly)) <= 1 and np.abs(stored[:n] - fly[:n]).max() < 1e-3
     fly8k = lm_io.wave_features(lm, wave[::2].copy(), 8000)  # other sample rates are resampled first
     assert abs(len(fly8k) - len(fly)) <= 1
+    # Training recorded the features it read; decoding refuses to compute another kind on the fly.
+    info = json.loads((system["exp"] / "features.json").read_text())
+    assert info == {"type": "kaldi-fbank", "dim": 80, "frame_shift": 0.01, "sampling_rate": SR}
+    other = dataclasses.replace(lm, exp_dir=system["root"] / "hubert_exp")
+    other.exp_dir.mkdir(exist_ok=True)
+    (other.exp_dir / "features.json").write_text(json.dumps({**info, "type": "hubert", "dim": 768}))
+    with pytest.raises(PolyspeechError, match="only fbank"):
+        lm_io.wave_features(other, wave, sr)
 
 
 def test_sampling_filters():

@@ -161,7 +161,7 @@ def feature_settings(lm: LoadedLM) -> dict:
     elif lm.feat_dim not in (DEFAULT_FEATURES["num_mel_bins"], -1):
         raise PolyspeechError(f"the LM in {lm.exp_dir} reads {lm.feat_dim}-dim features (HuBERT?); on-the-fly features are only "
                               "fbank: extract them first with `polyspeech extract-tokens` and decode that manifest")
-    if info["type"] != "fbank":
+    if info["type"] not in ("fbank", "kaldi-fbank"):  # both are Lhotse's kaldi-compatible Fbank, which wave_features runs
         raise PolyspeechError(f"{path}: on-the-fly features are only fbank, not {info['type']!r}; extract them with `polyspeech extract-tokens`")
     return info
 

@@ -10,6 +10,7 @@ task's sampler is sharded by rank.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import random
 import tempfile
@@ -26,6 +27,7 @@ from lhotse.dataset import SimpleCutSampler
 from polyspeech_cli.config import save_config
 from polyspeech_cli.training import CsvLog, autocast_dtype, pick_device
 from polyspeech_cli.errors import PolyspeechError, require_file
+from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.lm.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint, save_checkpoint
 from polyspeech_cli.lm.data import DataConfig, TaskDataset, TaskStream, codebook_size, has_labels, select_task_cuts, to_device
 from polyspeech_cli.lm.evaluate import evaluate
@@ -224,6 +226,11 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                 (exp_dir / "text.model").write_bytes((Path(tmp) / "text.model").read_bytes())
             vocab.save(exp_dir / "vocab.json")
             save_config(cfg, exp_dir / "config.yaml")
+            if cfg.data.speech_input == "features" and task_cuts.keys() - {"tts"}:
+                # How decoding computes the same features from audio (`transcribe`, ASR of TTS output).
+                c = next(iter(task_cuts[next(t for t in task_cuts if t != "tts")]))
+                info = {"type": c.features.type, "dim": c.num_features, "frame_shift": c.frame_shift, "sampling_rate": c.sampling_rate}
+                atomic_write_text(exp_dir / "features.json", json.dumps(info, indent=1) + "\n")
     if vocab_only:
         say(f"vocabulary: {vocab.size} tokens ({len(vocab.text_units)} {cfg.vocab.text_unit} text units) -> {exp_dir / 'vocab.json'}")
         return {"step": 0, "metrics": {}, "param_checksum": 0.0}
