@@ -301,3 +301,25 @@ def test_single_task_budget_is_its_share_of_the_multitask_steps(data):
     cfg.tasks = ["asr", "lid"]
     with pytest.raises(PolyspeechError, match="single-task"):
         matched_budget(cfg, cuts, Path("cuts"))
+
+
+def test_global_cmvn_stats_are_saved_and_used(data, tmp_path):
+    cfg = tiny_cfg(max_steps=2, tasks=["asr"])
+    cfg.data.cmvn_scope = "global"
+    train(cfg, data, None, tmp_path / "exp", progress=False, log=lambda *a: None)
+    model, vocab, saved = load_model(tmp_path / "exp")
+    cuts = CutSet.from_file(data)
+    feats = np.concatenate([c.load_features() for c in cuts])
+    mean, std = model.feat_stats.numpy()
+    assert np.allclose(mean, feats.mean(0), atol=1e-3) and np.allclose(std, feats.std(0), rtol=1e-3)
+    x = TaskDataset("asr", vocab, saved.data, model.feat_stats)[cuts.subset(first=1)]["feats"][0]
+    raw = torch.from_numpy(cuts[0].load_features())
+    assert torch.allclose(x[: len(raw)], (raw - model.feat_stats[0]) / model.feat_stats[1], atol=1e-5)
+    # Decoding normalises exactly as training did.
+    from polyspeech_cli.decode import lm_io
+
+    lm = lm_io.load_lm(tmp_path / "exp")
+    assert torch.allclose(lm_io._normalise(lm, raw.numpy()), x[: len(raw)], atol=1e-6)
+    cfg.data.cmvn_scope = "glob"
+    with pytest.raises(PolyspeechError, match="cmvn_scope"):
+        train(cfg, data, None, tmp_path / "exp2", progress=False, log=lambda *a: None)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.lm.data import tts_input_ids
+from polyspeech_cli.lm.data import normalize_features, tts_input_ids
 
 # Features computed on the fly (transcribe, ASR on synthesized audio) must match training. The LM
 # exp dir does not record how its features were made, so `<exp>/features.json` may say it; else
@@ -196,10 +196,7 @@ def cut_features(lm: LoadedLM, cut) -> np.ndarray:
 
 
 def _normalise(lm: LoadedLM, x: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.asarray(x, dtype=np.float32))
-    if lm.cfg.data.cmvn:  # the same per-utterance CMVN as lm/data.py TaskDataset._feats
-        t = (t - t.mean(0)) / (t.std(0) + 1e-5)
-    return t
+    return normalize_features(torch.from_numpy(np.asarray(x, dtype=np.float32)), lm.cfg.data, lm.model.feat_stats)
 
 
 def min_input_frames(lm: LoadedLM) -> int:

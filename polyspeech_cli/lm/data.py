@@ -32,11 +32,37 @@ class DataConfig:
     speech_tokens: str | None = None  # discrete tokens for TTS output (and for `speech_input: tokens`)
     speech_codebook_size: int = 0  # 0 = read from <token dir>/<type>.json
     speech_codebooks: int = 1  # keep the first N codebooks (flattened per frame); 1 = first only
-    cmvn: bool = True  # per-utterance mean/variance normalisation of continuous features
+    cmvn: bool = True  # mean/variance normalisation of continuous features
+    # utterance: each utterance's own statistics (removes channel and speaker averages);
+    # global: the training set's (ESPnet's global_mvn; keeps speaker differences, e.g. for GID)
+    cmvn_scope: str = "utterance"
     max_cut_duration: float = 20.0  # longer cuts are dropped (and reported)
     min_cut_duration: float = 0.3
     # TTS input `<tts> <lang> text`: languages sharing a script pronounce the same letters differently.
     tts_language_token: bool = True
+
+
+CMVN_SCOPES = ("utterance", "global")
+
+
+def normalize_features(x: torch.Tensor, cfg: DataConfig, stats: torch.Tensor | None) -> torch.Tensor:
+    """CMVN of (T, D) features as configured; `stats` (2, D) = the training set's mean and std."""
+    if not cfg.cmvn:
+        return x
+    if cfg.cmvn_scope == "global":
+        return (x - stats[0]) / stats[1]
+    # Log-mel values sit around -15..5; unnormalised they slow the adapter down a lot.
+    return (x - x.mean(0)) / (x.std(0) + 1e-5)
+
+
+def feature_stats(cuts: CutSet, max_cuts: int = 1000) -> torch.Tensor:
+    """(2, D): mean and std of the features of (up to `max_cuts` of) `cuts`, for global CMVN."""
+    n, s, s2 = 0, 0.0, 0.0
+    for cut in list(cuts)[:max_cuts]:
+        x = torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float64))
+        n, s, s2 = n + x.shape[0], s + x.sum(0), s2 + (x * x).sum(0)
+    mean = s / max(n, 1)
+    return torch.stack([mean, (s2 / max(n, 1) - mean**2).clamp_min(1e-10).sqrt()]).float()
 
 
 def tts_input_ids(vocab: Vocab, text: str, language: str | None, cfg: DataConfig) -> list[int]:
@@ -100,18 +126,14 @@ def codebook_size(cuts: CutSet, cfg: DataConfig) -> int:
 class TaskDataset:
     """Lhotse-style map dataset: a CutSet (one sampler batch) -> the model's batch dict."""
 
-    def __init__(self, task: str, vocab: Vocab, cfg: DataConfig) -> None:
-        self.task, self.vocab, self.cfg = task, vocab, cfg
+    def __init__(self, task: str, vocab: Vocab, cfg: DataConfig, stats: torch.Tensor | None = None) -> None:
+        self.task, self.vocab, self.cfg, self.stats = task, vocab, cfg, stats
 
     def _speech_tokens(self, cut) -> list[int]:
         return self.vocab.speech_ids(cut.load_custom(self.cfg.speech_tokens))
 
     def _feats(self, cut) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32))
-        if self.cfg.cmvn:
-            # Log-mel values sit around -15..5; unnormalised they slow the adapter down a lot.
-            x = (x - x.mean(0)) / (x.std(0) + 1e-5)
-        return x
+        return normalize_features(torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32)), self.cfg, self.stats)
 
     def __getitem__(self, cuts: CutSet) -> dict:
         v, task = self.vocab, self.task

@@ -40,7 +40,7 @@ def evaluate(model: PolySpeechLM, vocab: Vocab, cuts: CutSet, tasks: list[str], 
         sel = [c for c in cuts if has_labels(c, task, data_cfg)][:max_utts]
         if not sel:
             continue
-        ds = TaskDataset(task, vocab, data_cfg)
+        ds = TaskDataset(task, vocab, data_cfg, model.feat_stats.cpu())
         errs = ctc_errs = chars = correct = 0
         by_lang: dict[str, list[int]] = {}
         for i in range(0, len(sel), batch_size):

@@ -98,6 +98,8 @@ class PolySpeechLM(nn.Module):
         self.ctc_head = nn.Linear(cfg.d_model, n_text + 1) if cfg.ctc_weight > 0 and n_text > 0 else None
         # Output tokens per input item, per task (set from the training data; saved with the model).
         self.register_buffer("rates", torch.ones(len(TASKS)))
+        # Mean and std of the input features for global CMVN (set from the training data; saved with the model).
+        self.register_buffer("feat_stats", torch.stack([torch.zeros(max(feat_dim, 1)), torch.ones(max(feat_dim, 1))]))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -29,7 +29,17 @@ from polyspeech_cli.training import CsvLog, autocast_dtype, pick_device
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.lm.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint, save_checkpoint
-from polyspeech_cli.lm.data import DataConfig, TaskDataset, TaskStream, codebook_size, has_labels, select_task_cuts, to_device
+from polyspeech_cli.lm.data import (
+    CMVN_SCOPES,
+    DataConfig,
+    TaskDataset,
+    TaskStream,
+    codebook_size,
+    feature_stats,
+    has_labels,
+    select_task_cuts,
+    to_device,
+)
 from polyspeech_cli.lm.evaluate import evaluate
 from polyspeech_cli.lm.model import ModelConfig, PolySpeechLM
 from polyspeech_cli.lm.plot import plot_losses
@@ -119,6 +129,7 @@ def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeec
     state = load_checkpoint(path, vocab.fingerprint)
     model = build_model(cfg, vocab, state["feat_dim"])
     state["model"].setdefault("rates", model.rates)  # checkpoints from before aligned positions
+    state["model"].setdefault("feat_stats", model.feat_stats)  # ... and from before global CMVN
     model.load_state_dict(state["model"])
     return model.eval(), vocab, cfg
 
@@ -187,6 +198,8 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     for t in cfg.tasks:
         if t not in TASKS:
             raise PolyspeechError(f"unknown task '{t}' in --tasks (choose from {', '.join(TASKS)})")
+    if cfg.data.cmvn_scope not in CMVN_SCOPES:
+        raise PolyspeechError(f"data.cmvn_scope must be one of {', '.join(CMVN_SCOPES)}, got {cfg.data.cmvn_scope!r} (fix the config)")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
@@ -263,11 +276,14 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     streams = {t: TaskStream(task_cuts[t], cfg.max_duration, cfg.num_buckets, cfg.seed + i, world, rank) for i, t in enumerate(cfg.tasks)}
-    datasets = {t: TaskDataset(t, vocab, cfg.data) for t in cfg.tasks}
+    if cfg.data.cmvn and cfg.data.cmvn_scope == "global" and feat_dim > 0:
+        model.feat_stats.copy_(feature_stats(next(tc for t, tc in task_cuts.items() if t != "tts")))
+    datasets = {t: TaskDataset(t, vocab, cfg.data, model.feat_stats.cpu()) for t in cfg.tasks}  # batches are built on the CPU
     task_rng = random.Random(cfg.seed)
     step, hours_seen = 0, 0.0
     task_steps = dict.fromkeys(cfg.tasks, 0)  # optimiser steps per task (x of the comparison curves)
     if state is not None:
+        state["model"].setdefault("feat_stats", model.feat_stats)  # checkpoints from before global CMVN
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
