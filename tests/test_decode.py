@@ -214,7 +214,7 @@ def test_cached_equals_recompute(system, random_lm):
                    lambda s: beam_search(s, [20] * 5, lo, hi, eos, beam=3)):
         cached = search(_session(lm, items, use_cache=True))
         assert cached == search(_session(lm, items, use_cache=False)) and sum(map(len, cached)) > 20
-    texts = [lm_io.text_ids(lm, t, None, "x") for t in ("good day", "das alte haus")]
+    texts = [lm_io.text_ids(lm, t, lang, "x") for t, lang in (("good day", "en"), ("das alte haus", "de"))]
     opts = TTSOptions(min_ratio=1.0, seed=3)
     a = generate_speech(lm, texts, opts, torch.Generator().manual_seed(3), use_cache=True)
     b = generate_speech(lm, texts, opts, torch.Generator().manual_seed(3), use_cache=False)
@@ -230,7 +230,7 @@ def test_restricted_vocabularies(system, random_lm):
             s = _session(lm, items)
             ids = beam_search(s, [30] * 8, lo, hi, v.eos, 3) if use_beam else greedy(s, [30] * 8, lo, hi, v.eos)
             assert all(v.text_offset <= t < v.speech_offset for row in ids for t in row)
-        texts = [lm_io.text_ids(lm, t, None, "x") for t in ("good day", "wir sind hier", "nice time")]
+        texts = [lm_io.text_ids(lm, t, lang, "x") for t, lang in (("good day", "en"), ("wir sind hier", "de"), ("nice time", "en"))]
         off, size, k = lm_io.speech_layout(lm)
         for seed in range(2):
             for row in generate_speech(lm, texts, TTSOptions(temperature=1.5, seed=seed), torch.Generator().manual_seed(seed)):
