@@ -456,3 +456,21 @@ def test_tts_input_carries_the_language_token(system):
     cut = next(c for c in CutSet.from_file(system["cuts"]) if c.supervisions[0].language == "de")
     prefix = TaskDataset("tts", v, lm.cfg.data)[CutSet.from_cuts([cut])]["prefix"][0].tolist()
     assert prefix == [v.task_id("tts")] + lm_io.cut_item(lm, "tts", cut)["text_ids"]
+
+
+def test_oracle_tokens_resynthesize_each_cuts_own_tokens(system, run_cli):
+    from lhotse import CutSet
+
+    from polyspeech_cli.score.results import read_results
+
+    exp, cuts = system["exp"], system["cuts"]
+    r = run_cli("decode", "--task", "tts", "--oracle-tokens", "--set-name", "resynth", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "4")
+    assert r.exit_code == 0, r.output
+    rows = {row["id"]: row for row in read_results(exp / "decode_tts_resynth")[1]}
+    k = system["lm"].vocab.speech_codebooks
+    for cut in CutSet.from_file(cuts):
+        frames = cut.load_custom("sset").shape[0]
+        assert rows[cut.id]["num_tokens"] == frames * k  # every frame of the cut's own tokens, nothing sampled
+        assert abs(rows[cut.id]["duration"] - frames * 0.02) < 0.03
+    r = run_cli("decode", "--task", "asr", "--oracle-tokens", "--exp-dir", exp, "--cuts", cuts)
+    assert r.exit_code == 1 and "--task tts" in r.output

@@ -114,9 +114,14 @@ def test_compare_table_bars_budgets_and_figures(tmp_path, run_cli):
     out = tmp_path / "RESULTS.md"
     args = ["compare", f"single-task={single}", f"multitask={multi}", "--out", out, "--lm-dir", lm_multi, "--lm-dir", lm_asr]
     assert run_cli(*args, "--notes", tmp_path / "nope.md").exit_code == 1 and not out.exists()  # checked before writing
-    r = run_cli(*args, "--notes", notes)
+    ref = tmp_path / "resynth.json"
+    ref.write_text(json.dumps({"decode_tts_test_resynth": {"task": "tts", "secs": 0.7, "secs_between_speakers": 0.5},
+                               "decode_asr_tts_resynth": {"task": "asr", "cer": {"all": 0.2}}}))
+    r = run_cli(*args, "--notes", notes, "--reference", f"resynth={ref}")
     assert r.exit_code == 0, r.output
     text = out.read_text()
+    reference = text[text.index("## Reference: resynth") : text.index("## Quality bars")]
+    assert "| TTS CER % | 20.0 |" in reference and "| TTS SECS | 0.700 |" in reference and "ASR CER" not in reference
     rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in text.splitlines() if ln.startswith("| ")}
     assert rows["ASR CER %"] == "| ASR CER % | 10.0 | 12.0 |"
     assert "✓ 8.0 | ✓ 10.0" in rows["ASR CER ≤ 15% (en)"] and "✗ 20.0 | ✓ 14.0" in rows["ASR CER ≤ 15% (zh)"]

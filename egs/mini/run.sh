@@ -132,10 +132,13 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   lane "$exp_dir/lm_multi/decode.log" decode_system multi
   lane "$exp_dir/decode_single.log" decode_system $tasks
   wait_lanes
-  # TTS intelligibility: one fixed judge (the single-task ASR model) transcribes both systems' audio.
-  for lm in multi tts; do
-    lane "$exp_dir/lm_asr/decode_tts_$lm.log" polyspeech decode --task asr --exp-dir "$exp_dir/lm_asr" \
-      --cuts "$exp_dir/lm_$lm/decode_tts_test/cuts.jsonl.gz" --set-name "tts_$lm" "${asr_decode_opts[@]}"
+  # The TTS back end's upper bound: the test cuts' own SSET tokens through codec decoder + speech decoder.
+  polyspeech decode --task tts --oracle-tokens --set-name test_resynth --exp-dir "$exp_dir/lm_multi" \
+    --cuts "$feats/synth_cuts_test.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
+  # TTS intelligibility: one fixed judge (the single-task ASR model) transcribes all TTS audio.
+  for src in multi/decode_tts_test:multi tts/decode_tts_test:tts multi/decode_tts_test_resynth:resynth; do
+    lane "$exp_dir/lm_asr/decode_tts_${src#*:}.log" polyspeech decode --task asr --exp-dir "$exp_dir/lm_asr" \
+      --cuts "$exp_dir/lm_${src%:*}/cuts.jsonl.gz" --set-name "tts_${src#*:}" "${asr_decode_opts[@]}"
   done
   wait_lanes
 fi
@@ -147,8 +150,11 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   mkdir -p "$exp_dir/single"
   polyspeech score "$exp_dir/lm_asr/decode_asr_test" "$exp_dir/lm_tts/decode_tts_test" "$exp_dir/lm_lid/decode_lid_test" \
     "$exp_dir/lm_gid/decode_gid_test" "$exp_dir/lm_asr/decode_asr_tts_tts" --out "$exp_dir/single/RESULTS.md"
+  mkdir -p "$exp_dir/resynth"
+  polyspeech score "$exp_dir/lm_multi/decode_tts_test_resynth" "$exp_dir/lm_asr/decode_asr_tts_resynth" --out "$exp_dir/resynth/RESULTS.md"
   polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out "$results" \
-    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done)
+    --reference "real SSET tokens resynthesized (TTS back-end upper bound)=$exp_dir/resynth/scores.json" \
+    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md
 fi
 
 log "Done (stages $stage..$stop_stage)."

@@ -41,6 +41,8 @@ def decode(
     vocoder: Path | None = typer.Option(None, help="TTS: speech decoder exp dir (default EXP/../vocoder)."),
     temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, min_ratio: float = _MINR, max_ratio: float = _MAXR,
     seed: int = _SEED,
+    oracle_tokens: bool = typer.Option(False, help="TTS: resynthesize each cut's own speech tokens instead of sampling "
+                                       "(the back end's upper bound; use another --set-name)."),
     overwrite: bool = typer.Option(False, help="Redo a finished decode with other settings."),
     threads: int = typer.Option(1, help="torch CPU threads (0 = torch's default)."),
 ) -> None:
@@ -54,7 +56,7 @@ def decode(
                          ctc_weight=ctc_weight, max_len_ratio=max_len_ratio, checkpoint=str(checkpoint) if checkpoint else None,
                          tts=TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed),
                          prompt=str(prompt) if prompt else None, codec=str(codec) if codec else None,
-                         vocoder=str(vocoder) if vocoder else None)
+                         vocoder=str(vocoder) if vocoder else None, oracle_tokens=oracle_tokens)
     run(exp_dir, cuts, opts, overwrite=overwrite, log=console.print)
 
 

@@ -35,6 +35,8 @@ def compare(
     title: Annotated[str, typer.Option("--title", help="Heading above the table.")] = "Single-task vs multitask",
     lm_dirs: Annotated[Optional[list[Path]], typer.Option("--lm-dir", help="LM exp dir whose training budget and curves to report (repeatable).")] = None,
     notes: Annotated[Optional[Path], typer.Option("--notes", help="Markdown appended at the end (e.g. what limits the numbers).")] = None,
+    reference: Annotated[Optional[list[str]], typer.Option("--reference", help="LABEL=scores.json of a reference that is not a system "
+                                                                                "(e.g. real tokens resynthesized), shown in its own table (repeatable).")] = None,
 ) -> None:
     """The paper's table (ASR CER, TTS SECS, TTS CER, LID and GID accuracy, one column per system),
     the quality bars, the LID/GID confusion matrices and, with --lm-dir, training budgets and curves."""
@@ -45,10 +47,14 @@ def compare(
     from polyspeech_cli.score.compare import compare_table, confusion_panels, load_systems, metrics, quality_bars
     from polyspeech_cli.score.report import environment
 
-    pairs = [s.partition("=") for s in systems]
-    if any(not label or not path for label, _, path in pairs):
-        raise PolyspeechError("each system is LABEL=path/to/scores.json (e.g. multitask=exp/lm_multi/scores.json)")
-    paths = {label: Path(path) for label, _, path in pairs}
+    def labelled(specs: list[str]) -> dict[str, Path]:
+        pairs = [s.partition("=") for s in specs]
+        if any(not label or not path for label, _, path in pairs):
+            raise PolyspeechError("each system/reference is LABEL=path/to/scores.json (e.g. multitask=exp/lm_multi/scores.json)")
+        return {label: Path(path) for label, _, path in pairs}
+
+    paths = labelled(systems)
+    references = {label: metrics(s) for label, s in load_systems(labelled(reference or [])).items()}
     notes_text = require_file(notes, "notes file", "fix --notes").read_text(encoding="utf-8") if notes else ""
     scores = load_systems(paths)
     columns = {label: metrics(s) for label, s in scores.items()}
@@ -63,6 +69,8 @@ def compare(
         png = out.with_name(out.stem + "_confusion.png")
         plot_confusions(panels, png)
         parts.append(f"\n![LID and GID confusion matrices]({png.name})\n")
+    for label, ref in references.items():
+        parts.append(f"\n## Reference: {label}\n\n{compare_table({label: ref}, only_present=True)}")
     parts.append(f"\n## Quality bars\n\n{quality_bars(columns)}")
     if lm_dirs:
         parts.append(f"\n## Training budgets\n\n{budget_table(lm_dirs)}")

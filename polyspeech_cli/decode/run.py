@@ -54,6 +54,9 @@ class DecodeOptions:
     prompt: str | None = None
     codec: str | None = None
     vocoder: str | None = None
+    # TTS: resynthesize each cut's own speech tokens instead of sampling them (the upper bound of
+    # the codec + speech decoder + vocoder back end, scored like any TTS output)
+    oracle_tokens: bool = False
 
 
 def asr_max_new(lm: lm_io.LoadedLM, n_in: int, ratio: float) -> int:
@@ -139,6 +142,8 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
         raise PolyspeechError("--batch-size and --beam-size must be >= 1")
     if not 0.0 <= opts.ctc_weight <= 1.0 or (opts.ctc_weight > 0 and opts.beam_size < 2):
         raise PolyspeechError("--ctc-weight must be in [0, 1] and needs --beam-size >= 2 (joint CTC/attention beam search)")
+    if opts.oracle_tokens and opts.task != "tts":
+        raise PolyspeechError("--oracle-tokens is for --task tts (resynthesis of the cuts' own speech tokens)")
     exp_dir = Path(exp_dir)
     cuts_path = require_file(Path(cuts_path), "cuts manifest", "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts")
     lm = lm_io.load_lm(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
@@ -176,6 +181,9 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
             prompts = pick_prompts(list(all_cuts), cuts)
         for c in cuts:
             lm_io.cut_item(lm, "tts", c)  # empty text, unknown language -> error now
+            if opts.oracle_tokens and not c.has_custom(lm.cfg.data.speech_tokens):
+                raise PolyspeechError(f"--oracle-tokens: cut '{c.id}' in {cuts_path} has no '{lm.cfg.data.speech_tokens}' tokens "
+                                      f"(pass cuts from `polyspeech extract-tokens --type {lm.cfg.data.speech_tokens}`)")
 
     tmp = exp_dir / f".tmp.{out.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -219,7 +227,10 @@ def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, pro
                     ref = _sup(c).language if opts.task == "lid" else _sup(c).gender
                     rows.append({"id": c.id, "task": opts.task, "ref": ref, "hyp": max(post, key=post.get), "posterior": post})
             else:
-                ids = generate_speech(lm, [it["text_ids"] for it in items], opts.tts, gen)
+                if opts.oracle_tokens:
+                    ids = [lm.vocab.speech_ids(c.load_custom(lm.cfg.data.speech_tokens)) for c in chunk]
+                else:
+                    ids = generate_speech(lm, [it["text_ids"] for it in items], opts.tts, gen)
                 for c, tok in zip(chunk, ids):
                     s = _sup(c)
                     if fixed_prompt is not None:

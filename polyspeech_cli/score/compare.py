@@ -52,10 +52,12 @@ def load_systems(systems: dict[str, Path]) -> dict[str, dict]:
     return out
 
 
-def compare_table(columns: dict[str, dict[str, float]]) -> str:
-    """Markdown table with one column of `metrics` per system (e.g. single-task, multitask)."""
+def compare_table(columns: dict[str, dict[str, float]], only_present: bool = False) -> str:
+    """Markdown table with one column of `metrics` per system (e.g. single-task, multitask);
+    `only_present`: just the rows some column has."""
     lines = ["| metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {row} | " + " | ".join(_cell(row, c) for c in columns.values()) + " |" for row in ROWS]
+    rows = [r for r in ROWS if not only_present or any(r in c for c in columns.values())]
+    lines += [f"| {row} | " + " | ".join(_cell(row, c) for c in columns.values()) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
