@@ -323,3 +323,13 @@ def test_global_cmvn_stats_are_saved_and_used(data, tmp_path):
     cfg.data.cmvn_scope = "glob"
     with pytest.raises(PolyspeechError, match="cmvn_scope"):
         train(cfg, data, None, tmp_path / "exp2", progress=False, log=lambda *a: None)
+
+
+def test_dev_loss_is_logged_at_the_last_step(data, tmp_path):
+    import csv
+
+    cfg = tiny_cfg(max_steps=6, tasks=["asr", "gid"], valid_every=4, valid_batches=1)
+    train(cfg, data, data, tmp_path / "exp", progress=False, log=lambda *a: None)
+    with open(tmp_path / "exp" / "train_log.csv") as f:
+        dev_steps = sorted({int(r["step"]) for r in csv.DictReader(f) if r["split"] == "dev" and r["loss"]})
+    assert dev_steps == [4, 6]  # every valid_every steps, and once more at the end for the curves

@@ -11,6 +11,7 @@ from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_path
 
 DEV_METRICS = {"asr": "asr_cer", "lid": "lid_acc", "gid": "gid_acc"}  # tts: no metric during training, its dev loss
+SECOND_METRIC = {"asr": "asr_ctc_cer"}  # drawn dashed in the same panel
 
 
 def read_log(exp_dir: Path) -> list[dict]:
@@ -51,6 +52,7 @@ def plot_curves(exp_dirs: list[Path], png: Path) -> None:
 
     train: dict[str, dict[str, list]] = defaultdict(dict)
     dev: dict[str, dict[str, list]] = defaultdict(dict)
+    dev2: dict[str, dict[str, list]] = defaultdict(dict)
     for d in exp_dirs:
         name = Path(d).name
         for r in read_log(d):
@@ -59,6 +61,8 @@ def plot_curves(exp_dirs: list[Path], png: Path) -> None:
                 train[t].setdefault(name, []).append((_x(r), float(r["loss"])))
             elif r["split"] == "dev" and (r["metric"] == DEV_METRICS.get(t) or (t == "tts" and r["loss"])):
                 dev[t].setdefault(name, []).append((_x(r), float(r["value"] or r["loss"])))
+            elif r["split"] == "dev" and r["metric"] and r["metric"] == SECOND_METRIC.get(t):
+                dev2[t].setdefault(name, []).append((_x(r), float(r["value"])))
     tasks = [t for t in ("asr", "tts", "lid", "gid") if t in train]
     colors = {Path(d).name: f"C{i}" for i, d in enumerate(exp_dirs)}  # one colour per run in every panel
     fig, axes = plt.subplots(2, len(tasks), figsize=(4 * len(tasks), 6.5), squeeze=False)
@@ -67,8 +71,11 @@ def plot_curves(exp_dirs: list[Path], png: Path) -> None:
             axes[0, j].plot(*zip(*pts), color=colors[name], label=name)
         for name, pts in sorted(dev[t].items()):
             axes[1, j].plot(*zip(*pts), "o-", color=colors[name], label=name)
+        for name, pts in sorted(dev2[t].items()):
+            axes[1, j].plot(*zip(*pts), "s--", color=colors[name], label=f"{name} ({SECOND_METRIC[t]})")
         axes[0, j].set(title=f"{t}: train loss", yscale="log")
         axes[1, j].set(title=f"{t}: dev {DEV_METRICS.get(t, 'loss')}", xlabel=f"steps on {t}")
+        axes[1, j].legend(fontsize=7)
         axes[0, j].legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(Path(png)) as tmp:

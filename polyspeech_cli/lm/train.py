@@ -395,6 +395,8 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                 checkpoint()
     checkpoint()  # the final state (all ranks: sampler positions are gathered)
     metrics: dict[str, float] = {}
+    if cfg.valid_every and step % cfg.valid_every and step == cfg.max_steps:
+        validate()  # the curves end at the last step
     if is_main:
         if cfg.average_last > 1:
             average_checkpoints(list_checkpoints(exp_dir)[-cfg.average_last :], exp_dir / "ckpt" / f"avg-{cfg.average_last}.pt")
