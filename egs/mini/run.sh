@@ -27,7 +27,11 @@ synth_opts=(--config "$conf/synth.yaml")
 codec_opts=(--config "$conf/codec_tiny.yaml")
 vocoder_opts=(--config "$conf/vocoder_tiny.yaml")
 lm_opts=(--config "$conf/lm_tiny.yaml" --speech-tokens sset)
-asr_decode_opts=(--beam-size 4 --ctc-weight 0.5)
+# Decoding settings chosen on the dev split (README, "Recipes"): joint CTC/attention weight 0.8
+# for both systems; TTS temperature per system: multitask 0.4, single-task 1.0.
+asr_decode_opts=(--beam-size 4 --ctc-weight 0.8)
+tts_temperature_multi=0.4
+tts_temperature_single=1.0
 kmeans_k=2048
 if [ "$quick" = true ]; then
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 2)
@@ -121,7 +125,10 @@ decode_system() {  # decode_system LM...: every task of the test set with these 
       [ "$lm" = multi ] || [ "$lm" = "$t" ] || continue
       opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" --cuts "$feats/synth_cuts_test.jsonl.gz")
       [ "$t" = asr ] && opts+=("${asr_decode_opts[@]}")
-      [ "$t" = tts ] && opts+=(--codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
+      if [ "$t" = tts ]; then
+        temperature=$([ "$lm" = multi ] && echo "$tts_temperature_multi" || echo "$tts_temperature_single")
+        opts+=(--temperature "$temperature" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
+      fi
       polyspeech decode "${opts[@]}"
     done
   done
