@@ -34,6 +34,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, grad_clip: float) -> None:
+    """Unscale, clip the gradient norm to `grad_clip`, step (skipped by the scaler on fp16 overflow), zero the gradients."""
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    opt.zero_grad(set_to_none=True)
+
+
 class CsvLog:
     """An append-only CSV training log; `fresh` starts it anew (a resumed run appends)."""
 

@@ -27,7 +27,7 @@ from polyspeech_cli.codec.model import SSETCodec
 from polyspeech_cli.codec.plot import plot_reconstruction
 from polyspeech_cli.commands import console
 from polyspeech_cli.config import save_config
-from polyspeech_cli.training import pick_device
+from polyspeech_cli.training import optimizer_step, pick_device
 from polyspeech_cli.errors import PolyspeechError
 
 CHECKPOINT, MODEL, LOG, PLOT = "checkpoint.pt", "codec.pt", "log.csv", "reconstruction.png"
@@ -176,12 +176,8 @@ def train_codec(
         err = ((y.float() - x) ** 2).mean(-1)
         recon = (err * mask).sum() / mask.sum()
         loss = recon + cfg.commitment_weight * commit
-        opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
+        optimizer_step(model, opt, scaler, cfg.grad_clip)
         step += 1
         window.append((recon.item(), commit.item()))
         if n_q == cfg.n_codebooks:

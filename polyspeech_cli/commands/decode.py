@@ -15,6 +15,8 @@ _TOPP = typer.Option(1.0, help="TTS: nucleus sampling mass (1 = off).")
 _MINR = typer.Option(0.5, help="TTS: min length, x the expected length (training speech tokens per text unit x text units).")
 _MAXR = typer.Option(2.0, help="TTS: max length, x the expected length.")
 _SEED = typer.Option(0, help="TTS: sampling seed.")
+_CODEC = typer.Option(None, help="TTS: SSET codec dir/checkpoint (default: from the cuts' sset.json, else EXP/../codec).")
+_VOCODER = typer.Option(None, help="TTS: speech decoder exp dir (default EXP/../vocoder).")
 
 
 def _threads(n: int) -> None:
@@ -37,8 +39,8 @@ def decode(
     max_len_ratio: float = typer.Option(2.0, help="ASR: max output length, x the expected one (training rate x input length)."),
     checkpoint: Path | None = typer.Option(None, help="LM checkpoint (default: the newest in EXP/ckpt)."),
     prompt: Path | None = typer.Option(None, help="TTS: one speaker prompt for every utterance (default: another utterance of the same speaker)."),
-    codec: Path | None = typer.Option(None, help="TTS: SSET codec dir/checkpoint (default: from the cuts' sset.json, else EXP/../codec)."),
-    vocoder: Path | None = typer.Option(None, help="TTS: speech decoder exp dir (default EXP/../vocoder)."),
+    codec: Path | None = _CODEC,
+    vocoder: Path | None = _VOCODER,
     temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, min_ratio: float = _MINR, max_ratio: float = _MAXR,
     seed: int = _SEED,
     oracle_tokens: bool = typer.Option(False, help="TTS: resynthesize each cut's own speech tokens instead of sampling "
@@ -119,8 +121,8 @@ def bench_decode(
     max_cuts: int = typer.Option(32, help="Utterances for the ASR RTF."),
     batch_size: int = typer.Option(8, help="ASR batch size."),
     out: Path | None = typer.Option(None, help="Also write the numbers to this JSON file."),
-    codec: Path | None = typer.Option(None, help="TTS: SSET codec dir/checkpoint (default: as `decode --task tts` finds it)."),
-    vocoder: Path | None = typer.Option(None, help="TTS: speech decoder exp dir (default EXP/../vocoder)."),
+    codec: Path | None = _CODEC,
+    vocoder: Path | None = _VOCODER,
 ) -> None:
     """KV-cached vs recompute decoding speed, ASR and TTS real-time factors, one CPU thread (reported, not asserted)."""
     from polyspeech_cli.decode.bench import bench

@@ -25,7 +25,7 @@ from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler
 
 from polyspeech_cli.config import save_config
-from polyspeech_cli.training import CsvLog, autocast_dtype, pick_device
+from polyspeech_cli.training import CsvLog, autocast_dtype, optimizer_step, pick_device
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.lm.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint, save_checkpoint
@@ -366,11 +366,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                 for k in ("loss", "ce", "ctc"):
                     if k in out:
                         stats[k] = stats.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
+            optimizer_step(model, opt, scaler, cfg.grad_clip)
             sched.step()
             step += 1
             task_steps[task] += 1

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from polyspeech_cli.codec.data import NORMALIZATIONS
 from polyspeech_cli.config import save_config
-from polyspeech_cli.training import CsvLog, autocast_dtype, pick_device
+from polyspeech_cli.training import CsvLog, autocast_dtype, optimizer_step, pick_device
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.vocoder.checkpoint import KIND, list_checkpoints, read_state, save_checkpoint, save_model
 from polyspeech_cli.vocoder.data import decoder_batch, load_utterances, mel_stats, prompt_index, vocoder_batch
@@ -229,11 +229,7 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = decoder_loss(model, batch, cfg)
             scaler.scale(out["loss"]).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
+            optimizer_step(model, opt, scaler, cfg.grad_clip)
             sched.step()
             step += 1
             loss = float(out["loss"].detach())
