@@ -47,3 +47,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def load_torch_state(path: Path | str, kind: str, what: str, missing_fix: str, writer: str) -> dict:
+    """`torch.load` a checkpoint dict tagged `kind`; a missing, unreadable or foreign file is a
+    one-line error naming the file (`what` names the artefact, `writer` the command that makes it)."""
+    import torch
+
+    from polyspeech_cli.errors import PolyspeechError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PolyspeechError(f"{what} not found: {path} ({missing_fix})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise PolyspeechError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        raise PolyspeechError(f"{path}: not a {what} (written by `{writer}`)")
+    return state

@@ -11,8 +11,7 @@ import torch
 from polyspeech_cli.codec.config import CodecConfig
 from polyspeech_cli.codec.model import SSETCodec
 from polyspeech_cli.config import from_dict
-from polyspeech_cli.errors import PolyspeechError, require_file
-from polyspeech_cli.fileio import atomic_path
+from polyspeech_cli.fileio import atomic_path, load_torch_state
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -21,14 +20,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
-    path = require_file(Path(path), "codec checkpoint", "train one with `polyspeech train codec` or check the path")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise PolyspeechError(f"{path}: not a readable codec checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("kind") != "sset_codec":
-        raise PolyspeechError(f"{path}: not an SSET codec checkpoint (written by `polyspeech train codec`)")
-    return state
+    return load_torch_state(path, "sset_codec", "SSET codec checkpoint", "train one with `polyspeech train codec` or check the path",
+                            "polyspeech train codec")
 
 
 def model_state(model: SSETCodec, cfg: CodecConfig, meta: dict[str, Any]) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyspeech_cli.errors import PolyspeechError, require_file
-from polyspeech_cli.fileio import atomic_path
+from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.fileio import atomic_path, load_torch_state
 
 
 @dataclass
@@ -88,13 +88,8 @@ def save_centroids(path: Path, centroids: np.ndarray, meta: dict[str, Any]) -> N
 
 
 def load_centroids(path: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
-    path = require_file(Path(path), "k-means centroids", "fit them with `polyspeech extract-tokens --type kmeans` first")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise PolyspeechError(f"{path}: not a readable k-means file ({e})") from e
-    if not isinstance(state, dict) or state.get("kind") != "kmeans":
-        raise PolyspeechError(f"{path}: not a k-means centroids file (written by `extract-tokens --type kmeans`)")
+    state = load_torch_state(path, "kmeans", "k-means centroids file", "fit them with `polyspeech extract-tokens --type kmeans` first",
+                             "polyspeech extract-tokens --type kmeans")
     return state["centroids"].numpy(), {k: v for k, v in state.items() if k != "centroids"}
 
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.fileio import atomic_path
+from polyspeech_cli.fileio import atomic_path, load_torch_state
 
 KIND = "polyspeech_vocoder"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
@@ -35,16 +34,8 @@ def save_checkpoint(exp_dir: Path, step: int, state: dict[str, Any], keep_last: 
 
 def read_state(path: Path) -> dict[str, Any]:
     """torch.load with the error a user can act on."""
-    path = Path(path)
-    if not path.is_file():
-        raise PolyspeechError(f"vocoder model not found: {path} (train one with `polyspeech train vocoder --exp-dir {path.parent}`)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise PolyspeechError(f"{path}: not a readable vocoder checkpoint ({type(e).__name__}: {e}); retrain or restore it") from e
-    if not isinstance(state, dict) or state.get("kind") != KIND:
-        raise PolyspeechError(f"{path}: not a vocoder checkpoint (written by `polyspeech train vocoder`)")
-    return state
+    return load_torch_state(path, KIND, "vocoder model", f"train one with `polyspeech train vocoder --exp-dir {Path(path).parent}`",
+                            "polyspeech train vocoder")
 
 
 def save_model(path: Path, config: Any, decoder: torch.nn.Module, generator: torch.nn.Module | None, meta: dict[str, Any]) -> None:

@@ -87,14 +87,18 @@ class PeriodDiscriminator(nn.Module):
         b, t = x.shape
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
-        x = x.view(b, 1, -1, self.period)
-        feats = []
-        for c in self.convs:
-            x = F.leaky_relu(c(x), LRELU)
-            feats.append(x)
-        x = self.post(x)
+        return conv_stack(self.convs, self.post, x.view(b, 1, -1, self.period))
+
+
+def conv_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A discriminator's conv stack: (flattened logits, every layer's activations for the feature-matching loss)."""
+    feats = []
+    for c in convs:
+        x = F.leaky_relu(c(x), LRELU)
         feats.append(x)
-        return x.flatten(1), feats
+    x = post(x)
+    feats.append(x)
+    return x.flatten(1), feats
 
 
 class ScaleDiscriminator(nn.Module):
@@ -108,14 +112,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv1d(ch * 4, 1, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = x[:, None]
-        feats = []
-        for c in self.convs:
-            x = F.leaky_relu(c(x), LRELU)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return conv_stack(self.convs, self.post, x[:, None])
 
 
 class Discriminators(nn.Module):
