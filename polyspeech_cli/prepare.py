@@ -16,7 +16,7 @@ from pathlib import Path
 from lhotse import RecordingSet, SupervisionSet
 from lhotse.qa import fix_manifests
 
-from polyspeech_cli.commands import console
+from polyspeech_cli.console import console
 from polyspeech_cli.data.manifests import KINDS, manifest_path, summary_table, write_split
 from polyspeech_cli.data.sources import UNSPLIT, Manifests
 from polyspeech_cli.data.split import split_manifests

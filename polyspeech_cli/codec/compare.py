@@ -17,7 +17,7 @@ from rich.table import Table
 from polyspeech_cli.codec.checkpoint import load_codec
 from polyspeech_cli.codec.data import load_feature_set, read_cuts
 from polyspeech_cli.codec.evaluate import Recon, codec_reconstruct, usage_stats
-from polyspeech_cli.commands import console
+from polyspeech_cli.console import console
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.tokens.kmeans import (

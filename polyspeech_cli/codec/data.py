@@ -71,7 +71,7 @@ class FeatureSet:
 
 def load_feature_set(cuts: Iterable[Cut], normalization: str, where: str = "", progress: str | None = None) -> FeatureSet:
     """Load, check and normalise the features of every cut; all cuts must share one feature dim."""
-    from polyspeech_cli.tokens.progress import track
+    from polyspeech_cli.console import track
 
     cuts = list(cuts)
     if not cuts:

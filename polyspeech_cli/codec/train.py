@@ -25,7 +25,7 @@ from polyspeech_cli.codec.data import FeatureSet, load_feature_set, read_cuts
 from polyspeech_cli.codec.evaluate import codec_reconstruct, evaluate_codec
 from polyspeech_cli.codec.model import SSETCodec
 from polyspeech_cli.codec.plot import plot_reconstruction
-from polyspeech_cli.commands import console
+from polyspeech_cli.console import console
 from polyspeech_cli.config import save_config
 from polyspeech_cli.training import optimizer_step, pick_device
 from polyspeech_cli.errors import PolyspeechError

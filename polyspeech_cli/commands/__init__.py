@@ -7,12 +7,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
-
+from polyspeech_cli.console import console, err_console  # noqa: F401  (re-exported for the verbs)
 from polyspeech_cli.errors import PolyspeechError
-
-console = Console()
-err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polyspeech_cli.commands import console
+from polyspeech_cli.console import console
 from polyspeech_cli.decode import lm_io
 from polyspeech_cli.decode.search import greedy
 from polyspeech_cli.errors import PolyspeechError

@@ -205,7 +205,7 @@ def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, pro
     import soundfile as sf
 
     from polyspeech_cli.tokens.audio import cut_audio
-    from polyspeech_cli.tokens.progress import make_progress
+    from polyspeech_cli.console import make_progress
 
     rows: list[dict] = []
     gen = torch.Generator().manual_seed(opts.tts.seed)

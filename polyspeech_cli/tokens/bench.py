@@ -19,7 +19,7 @@ from polyspeech_cli.codec.checkpoint import load_codec
 from polyspeech_cli.codec.config import CodecConfig
 from polyspeech_cli.codec.data import normalize, read_cuts
 from polyspeech_cli.codec.model import SSETCodec
-from polyspeech_cli.commands import console
+from polyspeech_cli.console import console
 from polyspeech_cli.config import load_config
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_write_text

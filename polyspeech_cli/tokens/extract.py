@@ -19,11 +19,11 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 
 from polyspeech_cli.codec.data import read_cuts
-from polyspeech_cli.commands import console
+from polyspeech_cli.console import console
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_path, atomic_write_text
 from polyspeech_cli.tokens.base import Extractor
-from polyspeech_cli.tokens.progress import make_progress
+from polyspeech_cli.console import make_progress
 
 TYPES = ("fbank", "hubert", "encodec", "kmeans", "sset")
 

@@ -10,7 +10,7 @@ import numpy as np
 from lhotse.cut import Cut
 
 from polyspeech_cli.codec.data import load_cut_features, load_feature_set, normalize
-from polyspeech_cli.commands import console
+from polyspeech_cli.console import console
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.tokens.base import Extractor, NumpyFilesWriter
 from polyspeech_cli.tokens.kmeans import (

@@ -14,7 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from polyspeech_cli.commands import err_console
+from polyspeech_cli.console import err_console
 
 T = TypeVar("T")
 

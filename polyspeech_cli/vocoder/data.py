@@ -49,7 +49,7 @@ def load_utterances(path: Path, mel_cfg: MelConfig, normalization: str, keep_aud
                     max_cuts: int = 0, progress: str | bool | None = None) -> UtteranceSet:
     """Read a cuts manifest with features and audio into memory (see module doc); `progress`:
     a bar description, None for the default one, False for no bar."""
-    from polyspeech_cli.tokens.progress import track
+    from polyspeech_cli.console import track
 
     cuts: CutSet = read_cuts(path)
     cut_list = sorted(cuts, key=lambda c: c.id)[: max_cuts or None]
