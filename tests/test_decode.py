@@ -63,7 +63,8 @@ def system(tmp_path_factory) -> dict:
     from polyspeech_cli.codec.checkpoint import model_state, save_checkpoint
     from polyspeech_cli.codec.config import CodecConfig
     from polyspeech_cli.codec.model import SSETCodec
-    from polyspeech_cli.lm.train import TrainConfig, train
+    from polyspeech_cli.lm.config import TrainConfig
+    from polyspeech_cli.lm.train import train
     from polyspeech_cli.tokens.sset_tokens import SSETExtractor
     from polyspeech_cli.vocoder.checkpoint import save_model
     from polyspeech_cli.vocoder.model import DecoderConfig, SpeechDecoder
@@ -121,7 +122,7 @@ def random_lm(system, request) -> lm_io.LoadedLM:
     positions (the 2-D padding-mask path of the decoder)."""
     import copy
 
-    from polyspeech_cli.lm.train import build_model
+    from polyspeech_cli.lm.checkpoint import build_model
 
     lm = system["lm"]
     cfg = copy.deepcopy(lm.cfg)

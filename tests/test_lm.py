@@ -22,7 +22,9 @@ from polyspeech_cli.errors import PolyspeechError  # noqa: E402
 from polyspeech_cli.lm.checkpoint import list_checkpoints  # noqa: E402
 from polyspeech_cli.lm.data import TaskDataset  # noqa: E402
 from polyspeech_cli.lm.model import PolySpeechLM  # noqa: E402
-from polyspeech_cli.lm.train import TrainConfig, build_model, load_model, task_probabilities, train  # noqa: E402
+from polyspeech_cli.lm.checkpoint import build_model, load_model  # noqa: E402
+from polyspeech_cli.lm.config import TrainConfig  # noqa: E402
+from polyspeech_cli.lm.train import task_probabilities, train  # noqa: E402
 from polyspeech_cli.lm.vocab import Vocab  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,7 +31,8 @@ def train_lm(
     Multi-GPU / multi-process (DDP): torchrun --standalone --nproc_per_node N -m polyspeech_cli.lm --config ... (same options).
     """
     from polyspeech_cli.config import load_config
-    from polyspeech_cli.lm.train import TrainConfig, train
+    from polyspeech_cli.lm.config import TrainConfig
+    from polyspeech_cli.lm.train import train
 
     overrides = {"max_steps": max_steps, "device": device, "threads": threads}
     for key, value in (("tasks", tasks), ("steps_share_of", steps_share_of)):

@@ -21,7 +21,8 @@ from polyspeech_cli.errors import PolyspeechError
 def untrained_lm(config: Path) -> lm_io.LoadedLM:
     """An untrained LM of `config`'s shape with a char vocabulary (speed does not need weights)."""
     from polyspeech_cli.config import load_config
-    from polyspeech_cli.lm.train import TrainConfig, build_model
+    from polyspeech_cli.lm.checkpoint import build_model
+    from polyspeech_cli.lm.config import TrainConfig
     from polyspeech_cli.lm.vocab import Vocab
 
     cfg = load_config(config, TrainConfig)

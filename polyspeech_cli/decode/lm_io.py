@@ -50,7 +50,7 @@ class LoadedLM:
 def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
     """Model, vocabulary and config of an LM exp dir; every missing piece is a one-line error."""
     from polyspeech_cli.lm.checkpoint import list_checkpoints
-    from polyspeech_cli.lm.train import load_model
+    from polyspeech_cli.lm.checkpoint import load_model
 
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():

@@ -10,6 +10,9 @@ import torch
 
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_path
+from polyspeech_cli.lm.config import TrainConfig
+from polyspeech_cli.lm.model import PolySpeechLM
+from polyspeech_cli.lm.vocab import Vocab
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
@@ -66,3 +69,26 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
     with atomic_path(out) as tmp:
         torch.save(last, tmp)
     return out
+
+
+def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
+    return PolySpeechLM(cfg.model, vocab.size, feat_dim, len(vocab.text_units), vocab.text_offset)
+
+
+def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeechLM, Vocab, TrainConfig]:
+    """Model (eval mode, CPU), vocabulary and config of an experiment; newest checkpoint by default."""
+    from polyspeech_cli.config import load_config
+
+    exp_dir = Path(exp_dir)
+    cfg = load_config(exp_dir / "config.yaml", TrainConfig)
+    vocab = Vocab.load(exp_dir / "vocab.json")
+    ckpts = list_checkpoints(exp_dir)
+    path = Path(checkpoint) if checkpoint else (ckpts[-1] if ckpts else None)
+    if path is None:
+        raise PolyspeechError(f"no checkpoint in {exp_dir / 'ckpt'} (train first, or pass --checkpoint)")
+    state = load_checkpoint(path, vocab.fingerprint)
+    model = build_model(cfg, vocab, state["feat_dim"])
+    state["model"].setdefault("rates", model.rates)  # checkpoints from before aligned positions
+    state["model"].setdefault("feat_stats", model.feat_stats)  # ... and from before global CMVN
+    model.load_state_dict(state["model"])
+    return model.eval(), vocab, cfg

@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument("--tasks", default="asr,lid,gid")
     p.add_argument("--max-utts", type=int, default=100)
     args = p.parse_args()
-    from polyspeech_cli.lm.train import load_model
+    from polyspeech_cli.lm.checkpoint import load_model
 
     torch.set_num_threads(1)
     model, vocab, cfg = load_model(args.exp_dir, args.checkpoint)

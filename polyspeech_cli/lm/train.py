@@ -16,7 +16,6 @@ import random
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,7 +27,8 @@ from polyspeech_cli.config import save_config
 from polyspeech_cli.training import CsvLog, autocast_dtype, optimizer_step, pick_device
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.fileio import atomic_write_text
-from polyspeech_cli.lm.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint, save_checkpoint
+from polyspeech_cli.lm.checkpoint import average_checkpoints, build_model, list_checkpoints, load_checkpoint, save_checkpoint
+from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.data import (
     CMVN_SCOPES,
     DataConfig,
@@ -41,45 +41,9 @@ from polyspeech_cli.lm.data import (
     to_device,
 )
 from polyspeech_cli.lm.evaluate import evaluate
-from polyspeech_cli.lm.model import ModelConfig, PolySpeechLM
+from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.plot import plot_losses
-from polyspeech_cli.lm.vocab import TASKS, Vocab, VocabConfig, build_vocab
-
-
-@dataclass
-class TrainConfig:
-    """All keys of `conf/lm_*.yaml`."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    vocab: VocabConfig = field(default_factory=VocabConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    tasks: list[str] = field(default_factory=lambda: ["asr", "lid", "gid"])
-    task_weights: dict[str, float] = field(default_factory=dict)  # multipliers on each task's hours (default 1)
-    task_temperature: float = 1.0  # >1 flattens the task mix towards uniform
-    max_duration: float = 80.0  # seconds of speech per batch
-    num_buckets: int = 10
-    grad_accum: int = 1
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    max_steps: int = 1000
-    grad_clip: float = 1.0
-    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
-    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    log_every: int = 10
-    valid_every: int = 200
-    valid_batches: int = 10
-    eval_every: int = 0  # greedy CER / accuracy on dev cuts; 0 = only at the end
-    eval_utts: int = 50
-    checkpoint_every: int = 500
-    keep_last: int = 3
-    average_last: int = 0  # >1: also write ckpt/avg-<K>.pt averaging the last K checkpoints
-    # Single-task baseline with a multitask run's budget: train the one task in `tasks` for the
-    # steps (and warm-up) that a multitask run of this config over these tasks spends on it,
-    # max_steps * p_task, i.e. on as many batches of the task as the multitask model sees.
-    steps_share_of: list[str] = field(default_factory=list)
+from polyspeech_cli.lm.vocab import TASKS, Vocab, build_vocab
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -109,29 +73,6 @@ def lr_lambda(cfg: TrainConfig):
 
 # One row per (step, split, task) of the training log.
 LOG_FIELDS = ("step", "split", "task", "task_steps", "loss", "ce", "ctc", "metric", "value", "lr", "hours_seen", "elapsed_s")
-
-
-def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
-    return PolySpeechLM(cfg.model, vocab.size, feat_dim, len(vocab.text_units), vocab.text_offset)
-
-
-def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeechLM, Vocab, TrainConfig]:
-    """Model (eval mode, CPU), vocabulary and config of an experiment; newest checkpoint by default."""
-    from polyspeech_cli.config import load_config
-
-    exp_dir = Path(exp_dir)
-    cfg = load_config(exp_dir / "config.yaml", TrainConfig)
-    vocab = Vocab.load(exp_dir / "vocab.json")
-    ckpts = list_checkpoints(exp_dir)
-    path = Path(checkpoint) if checkpoint else (ckpts[-1] if ckpts else None)
-    if path is None:
-        raise PolyspeechError(f"no checkpoint in {exp_dir / 'ckpt'} (train first, or pass --checkpoint)")
-    state = load_checkpoint(path, vocab.fingerprint)
-    model = build_model(cfg, vocab, state["feat_dim"])
-    state["model"].setdefault("rates", model.rates)  # checkpoints from before aligned positions
-    state["model"].setdefault("feat_stats", model.feat_stats)  # ... and from before global CMVN
-    model.load_state_dict(state["model"])
-    return model.eval(), vocab, cfg
 
 
 def _n_speech_tokens(cut, data_cfg: DataConfig) -> int:
