@@ -20,7 +20,8 @@ import torch
 
 from polyspeech_cli.decode import lm_io
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.decode.run import classify_items
+from polyspeech_cli.decode.recognize import classify_items
+from polyspeech_cli.lm.tasks import output_range
 from polyspeech_cli.decode.search import (
     SamplingConfig,
     beam_search,
@@ -182,21 +183,18 @@ def _toy_best(seed: int, max_new: int) -> tuple[float, list[int]]:
 
 # ---- search -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["random", "trained"])
-def test_greedy_equals_beam1_and_the_lms_own_greedy(system, random_lm, which):
+def test_greedy_equals_beam1_and_one_row_at_a_time(system, random_lm, which):
     lm = random_lm if which == "random" else system["lm"]
     items = _items(system)
-    lo, hi = lm_io.output_range(lm, "asr")
-    eos = lm_io.eos_id(lm)
+    lo, hi = output_range(lm.vocab, "asr")
+    eos = lm.vocab.eos
     g = greedy(_session(lm, items), [40] * len(items), lo, hi, eos)
     b1 = beam_search(_session(lm, items), [40] * len(items), lo, hi, eos, beam=1)
     assert g == b1
     if which == "random":
         assert sum(map(len, g)) > 20  # the check above compared real outputs
-    # Batched (right-padded) decoding = the LM's own one-row-at-a-time greedy.
-    batch = lm_io.build_batch(lm, "asr", items)
-    assert g == lm.model.greedy(batch, max_new=40, allowed=(lo, hi), eos=eos)
-    # A row alone decodes as in the batch.
-    assert greedy(_session(lm, items[2:3]), [40], lo, hi, eos) == g[2:3]
+    # Batched (right-padded) decoding = each row decoded alone.
+    assert [greedy(_session(lm, items[i : i + 1]), [40], lo, hi, eos)[0] for i in range(len(items))] == g
 
 
 def test_beam_search_is_exact_with_a_wide_beam_on_a_toy_lm():
@@ -209,8 +207,8 @@ def test_beam_search_is_exact_with_a_wide_beam_on_a_toy_lm():
 
 def test_cached_equals_recompute(system, random_lm):
     lm, items = random_lm, _items(system)
-    lo, hi = lm_io.output_range(lm, "asr")
-    eos = lm_io.eos_id(lm)
+    lo, hi = output_range(lm.vocab, "asr")
+    eos = lm.vocab.eos
     for search in (lambda s: greedy(s, [30] * 5, lo, hi, eos, min_new=30), lambda s: greedy(s, [30] * 5, lo, hi, eos),
                    lambda s: beam_search(s, [20] * 5, lo, hi, eos, beam=3)):
         cached = search(_session(lm, items, use_cache=True))
@@ -226,7 +224,7 @@ def test_restricted_vocabularies(system, random_lm):
     for lm in (random_lm,):
         v = lm.vocab
         items = _items(system, n=8)
-        lo, hi = lm_io.output_range(lm, "asr")
+        lo, hi = output_range(lm.vocab, "asr")
         for use_beam in (False, True):
             s = _session(lm, items)
             ids = beam_search(s, [30] * 8, lo, hi, v.eos, 3) if use_beam else greedy(s, [30] * 8, lo, hi, v.eos)
@@ -271,7 +269,7 @@ def test_joint_ctc_attention_beam(system, random_lm):
 
     lm, items = random_lm, _items(system, n=3)
     batch = lm_io.build_batch(lm, "asr", items)
-    lo, hi = lm_io.output_range(lm, "asr")
+    lo, hi = output_range(lm.vocab, "asr")
     eos, off = lm.vocab.eos, lm_io.ctc_class_offset(lm)
     logp, lens = lm_io.ctc_logprobs(lm, batch)
     assert logp.shape[0] == 3 and torch.allclose(logp.exp().sum(-1), torch.ones(()), atol=1e-4)
@@ -290,7 +288,7 @@ def test_joint_ctc_attention_beam(system, random_lm):
                            pre_beam=hi - lo)
     assert all(max(row, key=lambda h: h.logp).tokens == target for row in out)
     # And through the CLI path.
-    from polyspeech_cli.decode.run import transcribe_items
+    from polyspeech_cli.decode.recognize import transcribe_items
 
     assert len(transcribe_items(system["lm"], items, 3, 0.0, ctc_weight=0.3)) == 3
 
@@ -354,8 +352,13 @@ def test_decode_all_tasks_follow_the_contract(system, run_cli):
     # A finished decode is not redone.
     r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "3")
     assert r.exit_code == 0 and "nothing to do" in r.output
+    # Changed options (or a rewritten checkpoint/cuts file) re-decode, saying what changed.
     r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "2")
-    assert r.exit_code == 1 and "--overwrite" in r.output
+    assert r.exit_code == 0 and "stale" in r.output and "batch_size" in r.output, r.output
+    assert json.loads((exp / "decode_lid_test" / "decode.json").read_text())["key"]["options"]["batch_size"] == 2
+    cuts.touch()
+    r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "2")
+    assert r.exit_code == 0 and "stale" in r.output and "mtime_ns" in r.output, r.output
     # ASR on the synthesized audio (features computed on the fly): the intelligibility stage.
     r = run_cli("decode", "--task", "asr", "--exp-dir", exp, "--cuts", exp / "decode_tts_test" / "cuts.jsonl.gz", "--set-name", "tts_test")
     assert r.exit_code == 0, r.output

@@ -16,6 +16,7 @@ from polyspeech_cli.console import console
 from polyspeech_cli.decode import lm_io
 from polyspeech_cli.decode.search import greedy
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.lm.tasks import output_range
 
 
 def untrained_lm(config: Path) -> lm_io.LoadedLM:
@@ -74,13 +75,13 @@ def bench(exp_dir: Path | None, cuts: Path | None, config: Path, tokens: int, ma
           codec: Path | None = None, vocoder: Path | None = None) -> dict:
     torch.set_num_threads(1)
     lm = lm_io.load_lm(exp_dir) if exp_dir else untrained_lm(config)
-    lo, hi = lm_io.output_range(lm, "asr")
+    lo, hi = output_range(lm.vocab, "asr")
     rng = np.random.default_rng(0)
     # 1. A fixed-length output: eos is barred until `tokens` tokens, whatever the weights.
     one = [{"feats": rng.standard_normal((300, 80)).astype(np.float32)}]
 
     def run(use_cache: bool) -> list[list[int]]:
-        return greedy(lm_io.Session(lm, lm_io.build_batch(lm, "asr", one), use_cache), [tokens], lo, hi, lm_io.eos_id(lm), min_new=tokens)
+        return greedy(lm_io.Session(lm, lm_io.build_batch(lm, "asr", one), use_cache), [tokens], lo, hi, lm.vocab.eos, min_new=tokens)
 
     cached = _time(lambda: run(True), 2)
     recompute = _time(lambda: run(False), 1)
@@ -101,7 +102,7 @@ def bench(exp_dir: Path | None, cuts: Path | None, config: Path, tokens: int, ma
             seconds += 3.0
     if not items:
         raise PolyspeechError(f"{cuts}: no cut with text to benchmark ASR on")
-    from polyspeech_cli.decode.run import transcribe_items
+    from polyspeech_cli.decode.recognize import transcribe_items
 
     def asr() -> None:
         for i in range(0, len(items), batch_size):

@@ -12,22 +12,17 @@ or failed decode leaves nothing behind, and a finished one is never re-done.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from polyspeech_cli.decode import lm_io
-from polyspeech_cli.decode.ctc_prefix import joint_beam_nbest
-from polyspeech_cli.decode.search import (
-    beam_search,
-    class_posterior,
-    greedy,
-)
+from polyspeech_cli.decode.recognize import classify_items, transcribe_items
+from polyspeech_cli.lm.tasks import LABEL_NAMES, check_task, reference, supervision
 from polyspeech_cli.decode.tts import (
     SpeechBackend,
     TTSOptions,
@@ -36,8 +31,10 @@ from polyspeech_cli.decode.tts import (
     generate_speech,
 )
 from polyspeech_cli.errors import PolyspeechError, require_file
+from polyspeech_cli.stamps import changed_keys, is_fresh, jsonable, read_stamp, stamp_key, write_stamp
 
-TASKS = ("asr", "lid", "gid", "tts")
+STAMP = "decode.json"  # written last: the directory holds a finished decode
+
 
 
 @dataclass
@@ -59,71 +56,17 @@ class DecodeOptions:
     oracle_tokens: bool = False
 
 
-def asr_max_new(lm: lm_io.LoadedLM, n_in: int, ratio: float) -> int:
-    return math.ceil(ratio * lm.rate("asr") * n_in) + 5
-
-
-def transcribe_items(lm: lm_io.LoadedLM, items: list[dict], beam_size: int, length_penalty: float,
-                     max_len_ratio: float = 2.0, use_cache: bool = True, ctc_weight: float = 0.0) -> list[str]:
-    """ASR of a batch of decoding items (see lm_io.build_batch)."""
-    batch = lm_io.build_batch(lm, "asr", items)
-    max_new = [asr_max_new(lm, n, max_len_ratio) for n in batch["n_in"]]
-    lo, hi = lm_io.output_range(lm, "asr")
-    session = lm_io.Session(lm, batch, use_cache)
-    if beam_size <= 1:
-        ids = greedy(session, max_new, lo, hi, lm_io.eos_id(lm))
-    elif ctc_weight <= 0:
-        ids = beam_search(session, max_new, lo, hi, lm_io.eos_id(lm), beam_size, length_penalty)
-    else:
-        ctc = lm_io.ctc_logprobs(lm, batch)
-        if ctc is None:
-            raise PolyspeechError(f"--ctc-weight needs an LM with a CTC head on speech features; {lm.exp_dir} has none (use --ctc-weight 0)")
-        nbest = joint_beam_nbest(session, *ctc, lm_io.ctc_class_offset(lm), max_new, lo, hi, lm_io.eos_id(lm), beam_size, ctc_weight)
-        ids = [max(f, key=lambda h: h.score(length_penalty)).tokens if f else [] for f in nbest]
-    return [lm_io.decode_text(lm, i) for i in ids]
-
-
-
-
-
-def classify_items(lm: lm_io.LoadedLM, task: str, items: list[dict]) -> list[dict[str, float]]:
-    """LID/GID posteriors {label: p} over the class tokens (they sum to 1)."""
-    batch = lm_io.build_batch(lm, task, items)
-    lo, hi = lm_io.output_range(lm, task)
-    post = class_posterior(lm_io.Session(lm, batch).prefill(), lo, hi)
-    labels = lm_io.class_labels(lm, task)
-    return [{lab: float(p) for lab, p in zip(labels, row)} for row in post]
-
-
 # ---- the stage ----------------------------------------------------------------------------------
-def _sup(cut):
-    return cut.supervisions[0] if cut.supervisions else None
-
-
-def _has_ref(cut, task: str) -> bool:
-    s = _sup(cut)
-    if s is None:
-        return False
-    return {"asr": bool(s.text and s.text.strip()), "tts": bool(s.text and s.text.strip()),
-            "lid": bool(s.language), "gid": s.gender in ("M", "F")}[task]
-
-
-def _fingerprint(exp_dir: Path, ckpt: Path, cuts: Path, opts: DecodeOptions) -> dict:
-    st, cst = ckpt.stat(), cuts.stat()
-    return {"checkpoint": str(ckpt.resolve()), "checkpoint_mtime_ns": st.st_mtime_ns, "cuts": str(cuts.resolve()),
-            "cuts_size": cst.st_size, "cuts_mtime_ns": cst.st_mtime_ns, "options": asdict(opts)}
-
-
 def pick_prompts(cuts: list, targets: list) -> dict[str, object]:
     """Per target cut, another cut of the same speaker (>= 1 s) as its speaker prompt: the longest."""
     by_spk: dict[str, list] = {}
     for c in cuts:
-        s = _sup(c)
+        s = supervision(c)
         if s is not None and s.speaker and c.duration >= 1.0 and c.has_recording:
             by_spk.setdefault(s.speaker, []).append(c)
     out = {}
     for c in targets:
-        s = _sup(c)
+        s = supervision(c)
         others = [o for o in by_spk.get(s.speaker if s else None, []) if o.id != c.id]
         if not others:
             raise PolyspeechError(f"cut '{c.id}': no other utterance (>= 1 s, with audio) of speaker '{s.speaker if s else None}' "
@@ -136,8 +79,7 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     """Run the decode stage; returns the decode dir."""
     from lhotse import CutSet
 
-    if opts.task not in TASKS:
-        raise PolyspeechError(f"unknown --task '{opts.task}' (choose from {', '.join(TASKS)})")
+    check_task(opts.task)
     if opts.batch_size < 1 or opts.beam_size < 1:
         raise PolyspeechError("--batch-size and --beam-size must be >= 1")
     if not 0.0 <= opts.ctc_weight <= 1.0 or (opts.ctc_weight > 0 and opts.beam_size < 2):
@@ -149,22 +91,24 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     lm = lm_io.load_lm(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
     lm_io.require_task(lm, opts.task)
     out = exp_dir / f"decode_{opts.task}_{opts.set_name}"
-    fp = _fingerprint(exp_dir, lm.checkpoint, cuts_path, opts)
-    if (out / "decode.json").is_file() and not overwrite:
-        if json.loads((out / "decode.json").read_text(encoding="utf-8")) == fp:
-            log(f"{out} is already decoded with these settings: nothing to do")
+    # The stamp: options + the checkpoint and cuts files; any change re-decodes (and says what changed).
+    key = stamp_key(opts, [lm.checkpoint, cuts_path])
+    old = read_stamp(out / STAMP)
+    if old is not None and not overwrite:
+        if is_fresh(out / STAMP, key):
+            log(f"{out} is already decoded with these settings, checkpoint and cuts: nothing to do")
             return out
-        raise PolyspeechError(f"{out} holds a decode with other settings/checkpoint/cuts: pass --overwrite, or another --set-name")
-    if out.exists() and not (out / "decode.json").is_file() and not overwrite:
+        log(f"{out} is stale ({'; '.join(changed_keys(old.get('key', {}), jsonable(key))[:4])}): decoding again")
+        overwrite = True
+    if out.exists() and old is None and not overwrite:
         raise PolyspeechError(f"{out} exists but was not written by a finished `polyspeech decode`: move it away or pass --overwrite")
     try:
         all_cuts = CutSet.from_file(cuts_path).to_eager()
     except Exception as e:
         raise PolyspeechError(f"{cuts_path}: not a readable Lhotse cuts manifest ({type(e).__name__}: {e})") from e
-    cuts = [c for c in all_cuts if _has_ref(c, opts.task)]
+    cuts = [c for c in all_cuts if reference(c, opts.task) is not None]
     if not cuts:
-        raise PolyspeechError(f"{cuts_path}: no cut carries what '{opts.task}' needs (a supervision with "
-                              f"{ {'asr': 'text', 'tts': 'text', 'lid': 'language', 'gid': 'gender M/F'}[opts.task]})")
+        raise PolyspeechError(f"{cuts_path}: no cut carries what '{opts.task}' needs (a supervision with {LABEL_NAMES[opts.task]})")
     if len(cuts) < len(all_cuts):
         log(f"{cuts_path}: {len(all_cuts) - len(cuts)} cuts lack a reference for {opts.task} and are skipped")
 
@@ -191,7 +135,7 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     try:
         rows = _run(lm, opts, cuts, tmp, out, backend, prompts, fixed_prompt, progress)
         _write_outputs(opts.task, rows, tmp, out)
-        (tmp / "decode.json").write_text(json.dumps(fp, indent=1), encoding="utf-8")
+        write_stamp(tmp / STAMP, key, num_utts=len(rows))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -210,7 +154,7 @@ def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, pro
     rows: list[dict] = []
     gen = torch.Generator().manual_seed(opts.tts.seed)
     # Similar lengths in one batch: less padding, and a batch finishes when its longest row does.
-    order = sorted(cuts, key=lambda c: c.duration if opts.task != "tts" else len(_sup(c).text))
+    order = sorted(cuts, key=lambda c: c.duration if opts.task != "tts" else len(supervision(c).text))
     bar = make_progress()
     bar.disable = not progress
     with bar:
@@ -221,10 +165,10 @@ def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, pro
             if opts.task == "asr":
                 hyps = transcribe_items(lm, items, opts.beam_size, opts.length_penalty, opts.max_len_ratio, ctc_weight=opts.ctc_weight)
                 for c, h in zip(chunk, hyps):
-                    rows.append({"id": c.id, "task": "asr", "ref": _sup(c).text, "hyp": h, "language": _sup(c).language})
+                    rows.append({"id": c.id, "task": "asr", "ref": supervision(c).text, "hyp": h, "language": supervision(c).language})
             elif opts.task in ("lid", "gid"):
                 for c, post in zip(chunk, classify_items(lm, opts.task, items)):
-                    ref = _sup(c).language if opts.task == "lid" else _sup(c).gender
+                    ref = reference(c, opts.task)
                     rows.append({"id": c.id, "task": opts.task, "ref": ref, "hyp": max(post, key=post.get), "posterior": post})
             else:
                 if opts.oracle_tokens:
@@ -232,7 +176,7 @@ def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, pro
                 else:
                     ids = generate_speech(lm, [it["text_ids"] for it in items], opts.tts, gen)
                 for c, tok in zip(chunk, ids):
-                    s = _sup(c)
+                    s = supervision(c)
                     if fixed_prompt is not None:
                         wave, sr, name = fixed_prompt
                     else:

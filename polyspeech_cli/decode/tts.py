@@ -119,4 +119,4 @@ def generate_speech(lm: lm_io.LoadedLM, text_ids: list[list[int]], opts: TTSOpti
 
     batch = lm_io.build_batch(lm, "tts", [{"text_ids": t} for t in text_ids])
     cfg = SamplingConfig(opts.temperature, opts.top_k, opts.top_p)
-    return sample(lm_io.Session(lm, batch, use_cache), min_new, max_new, allowed, lm_io.eos_id(lm), cfg, generator)
+    return sample(lm_io.Session(lm, batch, use_cache), min_new, max_new, allowed, lm.vocab.eos, cfg, generator)

@@ -1,8 +1,8 @@
-"""A small greedy-decoding evaluator: ASR CER (attention and CTC), LID/GID accuracy.
+"""Dev metrics of an LM during and after training: ASR CER (attention greedy and CTC best path),
+LID/GID accuracy — decoded by the same code as `polyspeech decode` and scored with the same CER
+as `polyspeech score` (characters without spaces).
 
-Used during training (`eval_every`) and standalone:
     python -m polyspeech_cli.lm.evaluate --exp-dir exp/lm --cuts data/synth_cuts_dev.jsonl.gz
-The full `polyspeech decode` (beam search, joint CTC/attention, TTS) is a separate stage.
 """
 
 from __future__ import annotations
@@ -11,66 +11,55 @@ import argparse
 from pathlib import Path
 
 import torch
-from lhotse import CutSet
 
-from polyspeech_cli.lm.data import DataConfig, TaskDataset, has_labels, to_device
+from polyspeech_cli.decode import lm_io
+from polyspeech_cli.decode.recognize import classify_items, ctc_best_path, transcribe_items
+from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.model import PolySpeechLM
+from polyspeech_cli.lm.tasks import has_labels, reference
 from polyspeech_cli.lm.vocab import Vocab
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance between two strings (characters)."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+from polyspeech_cli.score.asr import count_errors
 
 
 @torch.no_grad()
-def evaluate(model: PolySpeechLM, vocab: Vocab, cuts: CutSet, tasks: list[str], data_cfg: DataConfig,
-             device: torch.device, max_utts: int = 50, batch_size: int = 8, per_language: bool = False) -> dict[str, float]:
-    """Greedy metrics on the first `max_utts` cuts carrying each task's labels (TTS: skipped)."""
+def evaluate(model: PolySpeechLM, vocab: Vocab, cfg: TrainConfig, cuts, tasks: list[str], max_utts: int = 50,
+             batch_size: int = 8, per_language: bool = False, exp_dir: Path = Path(".")) -> dict[str, float]:
+    """Greedy metrics on the first `max_utts` cuts carrying each task's labels (TTS: skipped);
+    `exp_dir` is where the model's `features.json` lies (for cuts without stored features)."""
     was_training = model.training
     model.eval()
+    lm = lm_io.LoadedLM(model, vocab, cfg, exp_dir=Path(exp_dir), checkpoint=Path(exp_dir), feat_dim=-1)
     metrics: dict[str, float] = {}
     for task in [t for t in tasks if t != "tts"]:
-        sel = [c for c in cuts if has_labels(c, task, data_cfg)][:max_utts]
+        sel = []
+        for c in cuts:
+            if len(sel) >= max_utts:
+                break
+            if has_labels(c, task, cfg.data):
+                sel.append(c)
         if not sel:
             continue
-        ds = TaskDataset(task, vocab, data_cfg, model.feat_stats.cpu())
-        errs = ctc_errs = chars = correct = 0
-        by_lang: dict[str, list[int]] = {}
+        refs = [reference(c, task) for c in sel]
+        hyps, ctc_hyps = [], []
         for i in range(0, len(sel), batch_size):
-            chunk = CutSet.from_cuts(sel[i : i + batch_size])
-            batch = to_device(ds[chunk], device)
-            refs = [s[1:-1].tolist() for s in batch["suffix"]]
-            batch["suffix"] = [s[:1] for s in batch["suffix"]]  # just <sep>
+            items = [lm_io.cut_item(lm, task, c) for c in sel[i : i + batch_size]]
             if task == "asr":
-                hyps = model.greedy(batch, max_new=max(len(r) for r in refs) * 2 + 10, allowed=(vocab.text_offset, vocab.speech_offset))
-                for h, r, cut in zip(hyps, refs, chunk):
-                    ref = vocab.decode_text(r)
-                    e = edit_distance(vocab.decode_text(h), ref)
-                    errs, chars = errs + e, chars + len(ref)
-                    lang = by_lang.setdefault(cut.supervisions[0].language or "?", [0, 0])
-                    lang[0], lang[1] = lang[0] + e, lang[1] + len(ref)
-                if model.ctc_head is not None:
-                    for h, r in zip(model.ctc_greedy(batch), refs):
-                        ctc_errs += edit_distance(vocab.decode_text(h), vocab.decode_text(r))
+                hyps += transcribe_items(lm, items)
+                ctc = ctc_best_path(lm, items)
+                ctc_hyps += ctc if ctc is not None else []
             else:
-                lo, hi = (vocab.lang_offset, vocab.gender_offset) if task == "lid" else (vocab.gender_offset, vocab.size)
-                hyps = model.greedy(batch, max_new=1, allowed=(lo, hi))
-                correct += sum(h[:1] == r[:1] for h, r in zip(hyps, refs))
+                hyps += [max(p, key=p.get) for p in classify_items(lm, task, items)]
         if task == "asr":
-            metrics["asr_cer"] = errs / max(chars, 1)
+            metrics["asr_cer"] = count_errors(refs, hyps, "char").error_rate
             if per_language:
-                metrics.update({f"asr_cer_{k}": e / max(n, 1) for k, (e, n) in sorted(by_lang.items())})
-            if model.ctc_head is not None:
-                metrics["asr_ctc_cer"] = ctc_errs / max(chars, 1)
+                langs = sorted({c.supervisions[0].language or "?" for c in sel})
+                for lang in langs:
+                    idx = [j for j, c in enumerate(sel) if (c.supervisions[0].language or "?") == lang]
+                    metrics[f"asr_cer_{lang}"] = count_errors([refs[j] for j in idx], [hyps[j] for j in idx], "char").error_rate
+            if ctc_hyps:
+                metrics["asr_ctc_cer"] = count_errors(refs, ctc_hyps, "char").error_rate
         else:
-            metrics[f"{task}_acc"] = correct / len(sel)
+            metrics[f"{task}_acc"] = sum(h == r for h, r in zip(hyps, refs)) / len(sel)
     model.train(was_training)
     return metrics
 
@@ -83,11 +72,11 @@ def main() -> None:
     p.add_argument("--tasks", default="asr,lid,gid")
     p.add_argument("--max-utts", type=int, default=100)
     args = p.parse_args()
-    from polyspeech_cli.lm.checkpoint import load_model
+    from lhotse import load_manifest_lazy
 
     torch.set_num_threads(1)
-    model, vocab, cfg = load_model(args.exp_dir, args.checkpoint)
-    metrics = evaluate(model, vocab, CutSet.from_file(args.cuts), args.tasks.split(","), cfg.data, torch.device("cpu"), args.max_utts, per_language=True)
+    lm = lm_io.load_lm(args.exp_dir, args.checkpoint)
+    metrics = evaluate(lm.model, lm.vocab, lm.cfg, load_manifest_lazy(args.cuts), args.tasks.split(","), args.max_utts, per_language=True)
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
 

@@ -17,9 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from polyspeech_cli.lm.vocab import TASKS
-
-ALIGNED_TASKS = ("asr", "tts")  # LID/GID have a 1-token output: no alignment to speak of
+from polyspeech_cli.lm.tasks import ALIGNED_TASKS, TASKS
 
 
 @dataclass
@@ -188,51 +186,3 @@ class PolySpeechLM(nn.Module):
         local = [t - self.text_offset + 1 for t in targets]  # text id -> CTC class (0 = blank)
         tgt_lens = torch.tensor([t.numel() for t in local], device=h.device)
         return F.ctc_loss(logp.transpose(0, 1), torch.cat(local), lens, tgt_lens, zero_infinity=True)
-
-    # ---- decoding ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def greedy(self, batch: dict, max_new: int, allowed: tuple[int, int] | None = None, eos: int = 1) -> list[list[int]]:
-        """KV-cached greedy decoding of each row (batch size 1 loop: prefixes differ in length).
-
-        `batch["suffix"]` must hold just `<sep>`; `allowed` restricts outputs to an id range
-        [lo, hi) (plus <eos>), e.g. text units for ASR or the class tokens for LID/GID.
-        """
-        results = []
-        for i in range(len(batch["prefix"])):
-            one = {"task": batch["task"], "prefix": batch["prefix"][i : i + 1], "suffix": batch["suffix"][i : i + 1]}
-            if batch.get("feats") is not None:
-                n = int(batch["feat_lens"][i])
-                one["feats"], one["feat_lens"] = batch["feats"][i : i + 1, :n], batch["feat_lens"][i : i + 1]
-            x, mask, spans, pos = self.embed(one)
-            out = self.llm(inputs_embeds=x, attention_mask=self.attention_mask(mask, spans), position_ids=pos, use_cache=True)
-            next_pos = pos[:, -1:] + 1
-            past, logits, tokens = out.past_key_values, out.logits[:, -1], []
-            for _ in range(max_new):
-                if allowed is not None:
-                    keep = torch.full_like(logits, float("-inf"))
-                    keep[:, allowed[0] : allowed[1]] = 0
-                    keep[:, eos] = 0
-                    logits = logits + keep
-                tok = int(logits.argmax(-1))
-                if tok == eos:
-                    break
-                tokens.append(tok)
-                mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
-                out = self.llm(input_ids=torch.tensor([[tok]], device=x.device), attention_mask=mask, position_ids=next_pos,
-                               past_key_values=past, use_cache=True)
-                next_pos = next_pos + 1
-                past, logits = out.past_key_values, out.logits[:, -1]
-            results.append(tokens)
-        return results
-
-    @torch.no_grad()
-    def ctc_greedy(self, batch: dict) -> list[list[int]]:
-        """Best-path CTC decoding from the speech positions (global text ids)."""
-        h, _, spans = self.hidden(batch)
-        logp, lens = self.ctc_logprobs(h, spans)
-        best = logp.argmax(-1)
-        out = []
-        for row, n in zip(best, lens):
-            ids = torch.unique_consecutive(row[: int(n)]).tolist()
-            out.append([c - 1 + self.text_offset for c in ids if c != 0])
-        return out

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.lm.tasks import TASKS
 from polyspeech_cli.fileio import atomic_path, atomic_write_text
 
 SPECIALS = ("<pad>", "<eos>", "<sep>", "<unk>")
-TASKS = ("asr", "tts", "lid", "gid")
 GENDERS = ("M", "F")
 
 

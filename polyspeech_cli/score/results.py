@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.lm.tasks import TASKS
 
-TASKS = ("asr", "lid", "gid", "tts")
 REQUIRED = {"asr": ("ref", "hyp"), "lid": ("ref", "hyp"), "gid": ("ref", "hyp"), "tts": ("wav", "reference_wav", "speaker")}
 
 
