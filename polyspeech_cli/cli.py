@@ -33,6 +33,7 @@ app.command("decode")(decode.decode)
 app.command("transcribe")(decode.transcribe)
 app.command("synthesize")(decode.synthesize)
 tokens.bench_app.command("decode")(decode.bench_decode)
+tokens.bench_app.command("train")(lm.bench_train)
 app.command("score")(score.score)
 app.command("compare")(score.compare)
 

@@ -24,6 +24,7 @@ def train_lm(
     vocab_only: bool = typer.Option(False, "--vocab-only", help="Only build <exp>/vocab.json (+ text.model for bpe) from the train cuts."),
     steps_share_of: str = typer.Option(None, "--steps-share-of", help="Single-task baseline: train for max_steps x this task's share "
                                        "in a multitask run over these comma-separated tasks (same config), e.g. asr,tts,lid,gid."),
+    stop_at: int = typer.Option(None, "--stop-at", help="End this run at this step (checkpointed); continue later with --resume."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
 ) -> None:
     """Train the multitask (or, with one task, single-task) decoder-only LM.
@@ -41,4 +42,39 @@ def train_lm(
     cfg = load_config(config, TrainConfig, overrides)
     if speech_tokens:
         cfg.data.speech_tokens = speech_tokens
-    train(cfg, train_cuts, dev_cuts, exp_dir, resume=resume, log=console.print, progress=not no_progress, vocab_only=vocab_only)
+    train(cfg, train_cuts, dev_cuts, exp_dir, resume=resume, log=console.print, progress=not no_progress, vocab_only=vocab_only, stop_at=stop_at)
+
+
+@cli_command
+def bench_train(
+    config: Path = typer.Option(..., "--config", "-c", help="LM YAML config, e.g. conf/lm_tiny.yaml."),
+    train_cuts: Path = typer.Option(..., "--train-cuts", help="Cuts with features (and tokens for TTS), as for `train lm`."),
+    tasks: str = typer.Option(None, "--tasks", help="Comma-separated tasks (overrides the config)."),
+    speech_tokens: str = typer.Option(None, "--speech-tokens", help="cut.custom key of TTS speech tokens (sset, ...)."),
+    precisions: str = typer.Option("fp32,bf16", "--precisions", help="Comma-separated: fp32, bf16, fp16 (autocast)."),
+    threads: str = typer.Option("1,2", "--threads", help="Comma-separated CPU thread counts, one variant each."),
+    lanes: bool = typer.Option(True, "--lanes/--no-lanes", help="Also run 2 processes of 1 thread side by side."),
+    steps: int = typer.Option(20, "--steps", help="Measured steps per variant (after the warm-up)."),
+    warmup: int = typer.Option(3, "--warmup", help="Unmeasured steps first."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda (overrides the config)."),
+    out: Path = typer.Option(None, "--out", help="Write the JSON report here (and the markdown table next to it)."),
+) -> None:
+    """Training throughput of the LM: MFU against the measured matmul peak, tokens/s, padding, data wait, RSS."""
+    from polyspeech_cli.errors import require_file
+    from polyspeech_cli.fileio import atomic_write_text
+    from polyspeech_cli.lm.bench import bench_train as run, markdown
+
+    require_file(config, "LM config", "pass --config conf/lm_tiny.yaml")
+    require_file(train_cuts, "train cuts", "run `polyspeech extract-tokens --type fbank` first")
+    overrides = {"device": device, "speech_tokens": speech_tokens}
+    if tasks:
+        overrides["tasks"] = [t.strip() for t in tasks.split(",") if t.strip()]
+    report = run(config, train_cuts, [p.strip() for p in precisions.split(",")], [int(n) for n in threads.split(",")], steps, warmup,
+                 lanes, {k: v for k, v in overrides.items() if v is not None}, log=console.print)
+    table = markdown(report)
+    typer.echo(table)
+    if out:
+        import json
+
+        atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+        atomic_write_text(out.with_suffix(".md"), table)
