@@ -2,14 +2,13 @@
 
 Every source (the generated `synth` corpus, `tsv`, `kaldi`, Lhotse's recipes) returns manifests
 per split; this module does what is common: the bad-item policy, text normalisation, resampling,
-splitting, atomic writing, the summary table and the `.done` marker that makes re-runs free.
+splitting, atomic writing, the summary table and the stamp (polyspeech_cli.stamps) that makes re-runs free.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +16,25 @@ from lhotse import RecordingSet, SupervisionSet
 from lhotse.qa import fix_manifests
 
 from polyspeech_cli.console import console
-from polyspeech_cli.data.manifests import KINDS, manifest_path, summary_table, write_split
+from polyspeech_cli.data.manifests import (
+    KINDS,
+    manifest_path,
+    summary_table,
+    write_split,
+)
 from polyspeech_cli.data.sources import UNSPLIT, Manifests
 from polyspeech_cli.data.split import split_manifests
 from polyspeech_cli.data.text import normalize_text
 from polyspeech_cli.data.validate import BadItems
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.fileio import atomic_write_text
+from polyspeech_cli.stamps import (
+    changed_keys,
+    is_fresh,
+    jsonable,
+    read_stamp,
+    stamp_key,
+    write_stamp,
+)
 
 
 @dataclass
@@ -42,24 +53,16 @@ class PrepareOptions:
     force: bool = False
 
 
-def done_marker(opts: PrepareOptions) -> Path:
-    """The file whose content says with which options a corpus was prepared."""
-    return opts.data_dir / f".{opts.corpus}.prepare.done"
+def stamp_path(opts: PrepareOptions) -> Path:
+    """The stamp (polyspeech_cli.stamps) that records with which options and inputs a corpus was prepared."""
+    return opts.data_dir / f".{opts.corpus}.prepare.json"
 
 
-def _fingerprint(opts: PrepareOptions, source: dict) -> str:
-    common = {k: str(v) for k, v in dataclasses.asdict(opts).items() if k not in ("force", "skip_bad")}
-    return json.dumps({"common": common, "source": {k: str(v) for k, v in source.items()}}, sort_keys=True, indent=1)
-
-
-def already_prepared(opts: PrepareOptions, source: dict) -> bool:
-    """True when the marker matches these options and every manifest it lists still exists."""
-    marker = done_marker(opts)
-    if opts.force or not marker.is_file():
-        return False
-    saved = json.loads(marker.read_text(encoding="utf-8"))
-    files = [Path(p) for p in saved.get("files", [])]
-    return saved.get("fingerprint") == _fingerprint(opts, source) and bool(files) and all(p.is_file() for p in files)
+def prepare_key(opts: PrepareOptions, source: dict, inputs: Iterable[Path | str] = ()) -> dict:
+    """The stamp key: every option that changes the manifests, the source's arguments, and the identity
+    of the source's index files that exist now (a manifest.tsv, a Kaldi dir's files...)."""
+    common = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("force", "skip_bad")}
+    return stamp_key({"common": common, "source": source}, [p for p in inputs if Path(p).is_file()])
 
 
 def _normalise(recordings: RecordingSet, supervisions: SupervisionSet, opts: PrepareOptions) -> tuple[RecordingSet, SupervisionSet]:
@@ -75,15 +78,29 @@ def _normalise(recordings: RecordingSet, supervisions: SupervisionSet, opts: Pre
     return recordings, supervisions
 
 
-def run_prepare(source_name: str, load: Callable[[BadItems], Manifests], opts: PrepareOptions, source_args: dict) -> Manifests | None:
+def run_prepare(source_name: str, load: Callable[[BadItems], Manifests], opts: PrepareOptions, source_args: dict,
+                inputs: Iterable[Path | str] | Callable[[], Iterable[Path | str]] = ()) -> Manifests | None:
     """Load a corpus with `load`, then normalise, split, write and summarise it.
 
-    Returns the written manifests per split, or None when the corpus was already prepared with the
-    same options (nothing is done then).
+    `inputs` are the source's index files, or a function listing them (missing ones are skipped); with
+    the options they make the stamp key. Returns the written manifests per split, or None when the
+    stamp says the corpus was already prepared with the same options and inputs (nothing is done then).
     """
-    if already_prepared(opts, source_args):
-        console.print(f"[green]{opts.corpus}[/]: already prepared in {opts.data_dir} with these options; nothing to do (--force redoes it).")
+    listed = None if callable(inputs) else list(inputs)
+
+    def files() -> list[Path | str]:
+        return list(inputs()) if listed is None else listed
+
+    stamp = stamp_path(opts)
+    key = prepare_key(opts, source_args, files())
+    old = read_stamp(stamp)
+    if not opts.force and is_fresh(stamp, key):
+        console.print(f"[green]{opts.corpus}[/]: already prepared in {opts.data_dir} with these options and inputs; nothing to do (--force redoes it).")
         return None
+    if old is not None and not opts.force:
+        changed = [c.split(":")[0] for c in changed_keys(old.get("key", {}), jsonable(key))]
+        why = f"changed: {', '.join(changed[:4])}" if changed else "a manifest it wrote is missing"
+        console.print(f"[yellow]{opts.corpus}[/]: prepared before in {opts.data_dir}, but {why}; preparing again.")
     bad = BadItems(skip=opts.skip_bad)
     loaded = load(bad)
     splits: Manifests = {}
@@ -101,6 +118,7 @@ def run_prepare(source_name: str, load: Callable[[BadItems], Manifests], opts: P
     if not splits:
         raise PolyspeechError(f"{source_name}: no utterances left to write (every item was bad or filtered)")
 
+    stamp.unlink(missing_ok=True)  # from here on the old manifests are being replaced: not done until the new stamp
     written = []
     for split, (recordings, supervisions) in splits.items():
         write_split(opts.data_dir, opts.corpus, split, recordings, supervisions)
@@ -108,5 +126,7 @@ def run_prepare(source_name: str, load: Callable[[BadItems], Manifests], opts: P
     console.print(summary_table(f"{opts.corpus} → {opts.data_dir}", {k: v[1] for k, v in splits.items()}))
     if bad.dropped:
         console.print(f"[yellow]--skip-bad dropped {len(bad.dropped)} bad item(s)[/]; the first: {bad.dropped[0]}")
-    atomic_write_text(done_marker(opts), json.dumps({"fingerprint": _fingerprint(opts, source_args), "files": written, "dropped": bad.dropped}, indent=1))
+    # The key again, now that the source has been read: a source that creates its index files while
+    # loading (synth, --download) is stamped with what it read, so the next run is a no-op.
+    write_stamp(stamp, prepare_key(opts, source_args, files()), written, corpus=opts.corpus, dropped=bad.dropped)
     return splits

@@ -1,4 +1,5 @@
-"""Helpers every training loop shares (codec, LM, speech decoder): device, precision, CSV log."""
+"""Helpers every training loop shares (codec, LM, speech decoder): device, precision, CSV log,
+and the one resume/skip rule (`check_resume`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.stamps import changed_keys, jsonable, read_stamp, stamp_key, write_stamp
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -44,15 +46,100 @@ def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: t
 
 
 class CsvLog:
-    """An append-only CSV training log; `fresh` starts it anew (a resumed run appends)."""
+    """An append-only CSV training log; `fresh` starts it anew. A resumed run appends, after dropping
+    the rows past `keep_until` (the resumed checkpoint's step: what the interrupted run logged after
+    it is redone)."""
 
-    def __init__(self, path: Path, fields: tuple[str, ...], fresh: bool) -> None:
-        self.path, self.fields = Path(path), fields
+    def __init__(self, path: Path, fields: tuple[str, ...] | list[str], fresh: bool, keep_until: int | None = None) -> None:
+        self.path, self.fields = Path(path), tuple(fields)
         if fresh or not self.path.exists():
             with open(self.path, "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerow(fields)
+                csv.writer(f).writerow(self.fields)
+        elif keep_until is not None:
+            with open(self.path, newline="", encoding="utf-8") as f:
+                rows = [r for r in csv.DictReader(f) if not (r.get("step") or "").isdigit() or int(r["step"]) <= keep_until]
+            with open(self.path, "w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, self.fields, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
 
-    def write(self, **row: Any) -> None:
-        """Append one row; floats are written with 5 significant digits."""
+    def write(self, row: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Append one row (a dict and/or keywords; missing fields stay empty); floats get 5 significant digits."""
+        row = {**(row or {}), **fields}
         with open(self.path, "a", newline="", encoding="utf-8") as f:
-            csv.DictWriter(f, self.fields).writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
+            csv.DictWriter(f, self.fields, restval="", extrasaction="ignore").writerow(
+                {k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+# ---- resume / skip ------------------------------------------------------------------------------
+RUN_STAMP = "run.json"  # EXP/run.json: the config + train-cut identity of the run in EXP, and whether it finished
+RUNTIME_KEYS = ("device", "threads")  # where/how fast a run goes, not what it computes: may change on --resume
+BUDGET_KEYS = ("max_steps",)  # may grow on --resume (the run continues); any other change is refused
+
+
+def run_key(config: Any, train_cuts: Path | str) -> dict[str, Any]:
+    """What a training run in an exp dir is: its config (minus RUNTIME_KEYS) and its train cuts' identity."""
+    options = {k: v for k, v in jsonable(config).items() if k not in RUNTIME_KEYS}
+    return stamp_key(options, [train_cuts])
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None  # type: ignore[assignment]
+    return d
+
+
+def check_resume(exp_dir: Path, key: dict[str, Any], resume: bool, last_checkpoint: Path | None,
+                 budget_keys: tuple[str, ...] = BUDGET_KEYS) -> str:
+    """The one rule of every trainer for an exp dir that may hold an earlier run; returns
+    "fresh" (nothing to continue: train from step 0), "continue" (resume the last checkpoint) or
+    "skip" (that exact run finished: nothing to do).
+
+    Without --resume, existing checkpoints are an error (nothing is overwritten). With --resume the
+    saved key (EXP/run.json, else EXP/config.yaml of older exp dirs) must equal `key` except for a
+    larger value of a `budget_keys` entry (e.g. max_steps: the run continues); anything else
+    (another config value, rewritten or other train cuts) is refused, naming the changed keys.
+    """
+    import yaml
+
+    exp_dir = Path(exp_dir)
+    if last_checkpoint is None:
+        return "fresh"
+    if not resume:
+        raise PolyspeechError(f"{exp_dir} already holds checkpoints ({last_checkpoint.name}): pass --resume to continue, "
+                              "or use a new --exp-dir")
+    saved = read_stamp(exp_dir / RUN_STAMP)
+    new = jsonable(key)
+    if saved is not None and isinstance(saved.get("key"), dict):
+        old = saved["key"]
+    else:  # an exp dir from before run.json: compare the config only
+        try:
+            cfg = yaml.safe_load((exp_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            cfg = {}
+        old = {"options": {k: v for k, v in jsonable(cfg).items() if k not in RUNTIME_KEYS}, "inputs": new["inputs"]}
+    grown = False
+    changes = []
+    for change in changed_keys(old.get("options", {}), new["options"]):
+        name = change.split(": ", 1)[0]
+        if name in budget_keys:
+            a, b = _get(old["options"], name), _get(new["options"], name)
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > a:
+                grown = True
+                continue
+        changes.append(change)
+    if old.get("inputs") != new["inputs"]:
+        paths = [i.get("path") for i in old.get("inputs", []) if isinstance(i, dict)]
+        changes.append(f"train cuts: {', '.join(map(str, paths)) or '?'} -> {', '.join(i['path'] for i in new['inputs'])} (another or a rewritten file)")
+    if changes:
+        raise PolyspeechError(f"{exp_dir} holds a run with another config or data ({'; '.join(changes)}); it is not resumed with "
+                              f"these settings: use a new --exp-dir or delete {exp_dir} (only a larger "
+                              f"{'/'.join(budget_keys)} continues a run)")
+    if saved is not None and saved.get("finished") and not grown and all(Path(p).exists() for p in saved.get("outputs", [])):
+        return "skip"
+    return "continue"
+
+
+def mark_run(exp_dir: Path, key: dict[str, Any], finished: bool, outputs: list[Path] | tuple[Path, ...] = (), **extra: Any) -> None:
+    """Record the run in EXP/run.json: at its start (finished=False) and at its end."""
+    write_stamp(Path(exp_dir) / RUN_STAMP, key, outputs, finished=finished, **extra)

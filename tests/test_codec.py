@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from lhotse import CutSet
+from safetensors.torch import load_file
 
 from conftest import run_flat
 from polyspeech_cli.codec.checkpoint import load_codec
@@ -67,7 +68,7 @@ def test_model_shapes_for_any_length() -> None:
 
 
 def test_training_improves_reconstruction(data: Path) -> None:
-    cfg = CodecConfig(**TINY, steps=60)
+    cfg = CodecConfig(**TINY, max_steps=60)
     fb = data / "fbank" / "toy_cuts_train.jsonl.gz"
     feats = load_feature_set(CutSet.from_file(fb), cfg.normalize)
     torch.manual_seed(0)
@@ -79,38 +80,38 @@ def test_training_improves_reconstruction(data: Path) -> None:
     metrics = train_codec(fb, fb, data / "exp", cfg)
     assert metrics["rel_mse"] < before - 0.05, (before, metrics)
     exp = data / "exp"
-    assert (exp / "codec.pt").is_file() and (exp / "reconstruction.png").stat().st_size > 1000
-    rows = list(csv.DictReader((exp / "log.csv").open()))
+    assert (exp / "model.safetensors").is_file() and (exp / "reconstruction.png").stat().st_size > 1000
+    rows = list(csv.DictReader((exp / "train_log.csv").open()))
     assert {r["split"] for r in rows} == {"train", "dev"} and "perplexity_2" in rows[0]
     assert all(0 < float(r["usage_1"]) <= 1 for r in rows if r["usage_1"])
-    _, meta = load_codec(exp / "codec.pt")
+    _, meta = load_codec(exp / "model.safetensors")
     assert meta["feat_dim"] == 80 and meta["normalization"] == "utterance_mvn" and meta["feature_type"] == "fbank"
     # a finished run is not redone
-    r = run("train", "codec", fb, fb, "-c", data / "tiny.yaml", "--exp-dir", exp, "--steps", 60, "--resume")
+    r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "tiny.yaml", "--exp-dir", exp, "--max-steps", 60, "--resume")
     assert r.exit_code == 0 and "nothing to do" in r.output
-    r = run("train", "codec", fb, fb, "-c", data / "tiny.yaml", "--exp-dir", exp, "--steps", 60)
+    r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "tiny.yaml", "--exp-dir", exp, "--max-steps", 60)
     assert r.exit_code == 1 and "--resume" in r.output
 
 
 def test_resume_gives_the_same_weights(data: Path) -> None:
     fb = data / "fbank" / "toy_cuts_train.jsonl.gz"
-    r = run("train", "codec", fb, fb, "-c", data / "tiny.yaml", "--exp-dir", data / "straight", "--steps", 20)
+    r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "tiny.yaml", "--exp-dir", data / "straight", "--max-steps", 20)
     assert r.exit_code == 0, r.output
-    r = run("train", "codec", fb, fb, "-c", data / "tiny.yaml", "--exp-dir", data / "resumed", "--steps", 20, "--stop-after", 10)
+    r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "tiny.yaml", "--exp-dir", data / "resumed", "--max-steps", 20, "--stop-at", 10)
     assert r.exit_code == 0, r.output
-    r = run("train", "codec", fb, fb, "-c", data / "tiny.yaml", "--exp-dir", data / "resumed", "--steps", 20, "--resume")
+    r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "tiny.yaml", "--exp-dir", data / "resumed", "--max-steps", 20, "--resume")
     assert r.exit_code == 0 and "resuming" in r.output, r.output
-    a = torch.load(data / "straight" / "codec.pt", weights_only=False)["model"]
-    b = torch.load(data / "resumed" / "codec.pt", weights_only=False)["model"]
+    a = load_file(data / "straight" / "model.safetensors")
+    b = load_file(data / "resumed" / "model.safetensors")
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
 
 def test_sset_tokens_and_codec_eval(data: Path) -> None:
     fb = data / "fbank" / "toy_cuts_train.jsonl.gz"
-    ckpt = data / "straight" / "codec.pt"
+    ckpt = data / "straight" / "model.safetensors"
     if not ckpt.exists():
-        run("train", "codec", fb, fb, "-c", data / "tiny.yaml", "--exp-dir", data / "straight", "--steps", 20)
+        run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "tiny.yaml", "--exp-dir", data / "straight", "--max-steps", 20)
     r = run("extract-tokens", "--type", "sset", fb, "--out-dir", data / "sset", "--checkpoint", ckpt)
     assert r.exit_code == 0, r.output
     for c in CutSet.from_file(data / "sset" / "toy_cuts_train.jsonl.gz"):
@@ -131,7 +132,7 @@ def test_sset_tokens_and_codec_eval(data: Path) -> None:
 
 
 def test_codec_rejects_features_of_another_dim(data: Path) -> None:
-    ckpt = data / "straight" / "codec.pt"
+    ckpt = data / "straight" / "model.safetensors"
     extract([data / "toy_cuts_train.jsonl.gz"], ExtractOptions(type="fbank", out_dir=data / "fbank40", num_mel_bins=40))
     fb40 = data / "fbank40" / "toy_cuts_train.jsonl.gz"
     r = run("extract-tokens", "--type", "sset", fb40, "--out-dir", data / "sset40", "--checkpoint", ckpt)
@@ -139,12 +140,30 @@ def test_codec_rejects_features_of_another_dim(data: Path) -> None:
     assert not (data / "sset40" / "toy_cuts_train.jsonl.gz").exists()
     r = run("extract-tokens", "--type", "sset", fb40, "--out-dir", data / "sset40", "--checkpoint", data / "tiny.yaml")
     assert r.exit_code == 1 and "tiny.yaml" in r.output
-    r = run("train", "codec", data / "toy_cuts_train.jsonl.gz", fb40, "-c", data / "tiny.yaml", "--exp-dir", data / "e2")
+    r = run("train", "codec", "--train-cuts", data / "toy_cuts_train.jsonl.gz", "--dev-cuts", fb40, "-c", data / "tiny.yaml", "--exp-dir", data / "e2")
     assert r.exit_code == 1 and "has no features" in r.output
 
 
 def test_config_typo_is_an_error(data: Path) -> None:
     (data / "typo.yaml").write_text("codebok_size: 64\n")
     fb = data / "fbank" / "toy_cuts_train.jsonl.gz"
-    r = run("train", "codec", fb, fb, "-c", data / "typo.yaml", "--exp-dir", data / "e3")
+    r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "typo.yaml", "--exp-dir", data / "e3")
     assert r.exit_code == 1 and "codebook_size" in r.output
+
+
+def test_resume_rules(data: Path) -> None:
+    """--resume: an identical finished run is skipped, a larger max_steps continues, any other change is refused."""
+    fb = data / "fbank" / "toy_cuts_train.jsonl.gz"
+    args = ("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "tiny.yaml", "--exp-dir", data / "rules")
+    assert run(*args, "--max-steps", 4).exit_code == 0
+    r = run(*args, "--max-steps", 4, "--resume")
+    assert r.exit_code == 0 and "nothing to do" in r.output, r.output
+    r = run(*args, "--max-steps", 6, "--resume")
+    assert r.exit_code == 0 and "resuming" in r.output and "at step 4" in r.output, r.output
+    assert load_codec(data / "rules")[1]["step"] == 6
+    (data / "lr.yaml").write_text((data / "tiny.yaml").read_text().replace("lr: 0.003", "lr: 0.001"))
+    r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "lr.yaml", "--exp-dir", data / "rules", "--max-steps", 8, "--resume")
+    assert r.exit_code == 1 and "lr: 0.003 -> 0.001" in r.output and "use a new --exp-dir or delete" in r.output, r.output
+    (data / "old.yaml").write_text((data / "tiny.yaml").read_text() + "steps: 10\n")
+    r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "old.yaml", "--exp-dir", data / "e4")
+    assert r.exit_code == 1 and "unknown key 'steps', did you mean 'max_steps'?" in r.output

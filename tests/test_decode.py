@@ -2,8 +2,8 @@
 vocabularies, the output contract, and user errors.
 
 One session-scoped fixture builds a complete (tiny, barely trained) system in the recipe's
-layout: exp/lm (the multitask LM, trained a few dozen steps), exp/codec/codec.pt (an untrained
-SSET codec that made the speech tokens) and exp/vocoder/model.pt (an untrained speech decoder).
+layout: exp/lm (the multitask LM, trained a few dozen steps), exp/codec/model.safetensors (an untrained
+SSET codec that made the speech tokens) and exp/vocoder/model.safetensors (an untrained speech decoder).
 Quality is not the point here; correctness of the machinery is.
 """
 
@@ -61,7 +61,7 @@ def system(tmp_path_factory) -> dict:
     )
     from lhotse.features.io import NumpyFilesWriter
 
-    from polyspeech_cli.codec.checkpoint import model_state, save_checkpoint
+    from polyspeech_cli.codec.checkpoint import save_model as save_codec
     from polyspeech_cli.codec.config import CodecConfig
     from polyspeech_cli.codec.model import SSETCodec
     from polyspeech_cli.lm.config import TrainConfig
@@ -91,8 +91,8 @@ def system(tmp_path_factory) -> dict:
     with torch.no_grad():  # one forward pass initialises the codebooks from data
         codec(torch.randn(2, 50, 80))
     meta = {"feat_dim": 80, "feature_type": "fbank", "frame_shift": 0.01, "normalization": "utterance_mvn", "token_frame_shift": 0.02}
-    save_checkpoint(root / "exp" / "codec" / "codec.pt", model_state(codec.eval(), ccfg, meta) | {"step": 0})
-    ext = SSETExtractor(root / "exp" / "codec" / "codec.pt", device="cpu")
+    save_codec(root / "exp" / "codec" / "model.safetensors", codec.eval(), ccfg, meta, step=0)
+    ext = SSETExtractor(root / "exp" / "codec" / "model.safetensors", device="cpu")
     out = []
     with NumpyFilesWriter(root / "sset") as writer:
         for cut, arr in zip(cuts, ext.process(list(cuts))):
@@ -102,7 +102,7 @@ def system(tmp_path_factory) -> dict:
     # An untrained speech decoder.
     vcfg = VocoderConfig(decoder=DecoderConfig(channels=16, blocks=1, dilations=[1], speaker=SpeakerConfig(channels=8, conv_layers=1, gru_dim=8, embed_dim=8)))
     vcfg.mel.griffin_lim_iters = 4
-    save_model(root / "exp" / "vocoder" / "model.pt", vcfg, SpeechDecoder(80, vcfg.mel.n_mels, vcfg.decoder), None,
+    save_model(root / "exp" / "vocoder" / "model.safetensors", vcfg, SpeechDecoder(80, vcfg.mel.n_mels, vcfg.decoder), None,
                {"feat_dim": 80, "frame_shift": 0.01, "feature_type": "fbank"})
     # The LM: tiny, all four tasks, a few dozen steps.
     cfg = TrainConfig()
@@ -413,17 +413,20 @@ def test_decode_bad_input(system, run_cli, tmp_path):
 
     exp, cuts = system["exp"], system["cuts"]
     # An exp dir missing files.
-    for missing in ("vocab.json", "config.yaml", "ckpt"):
+    for missing in ("vocab.json", "config.yaml", ("ckpt", "model.safetensors")):
+        names = missing if isinstance(missing, tuple) else (missing,)
+        missing = names[0]
         broken = tmp_path / f"no_{missing.split('.')[0]}" / "lm"
         shutil.copytree(exp, broken, ignore=shutil.ignore_patterns("decode_*"))
-        p = broken / missing
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        for name in names:
+            p = broken / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         r = run_cli("decode", "--task", "asr", "--exp-dir", broken, "--cuts", cuts)
         assert r.exit_code == 1 and (missing.split(".")[0] in r.output or "checkpoint" in r.output), r.output
         assert not (broken / "decode_asr_test").exists()
     # TTS without its vocoder: names what is missing, writes nothing.
     r = run_cli("decode", "--task", "tts", "--exp-dir", exp, "--cuts", cuts, "--set-name", "novoc", "--vocoder", tmp_path / "novoc")
-    assert r.exit_code == 1 and "model.pt" in r.output and not (exp / "decode_tts_novoc").exists()
+    assert r.exit_code == 1 and "model.safetensors" in r.output and not (exp / "decode_tts_novoc").exists()
     r = run_cli("decode", "--task", "tts", "--exp-dir", exp, "--cuts", cuts, "--set-name", "nocodec", "--codec", tmp_path / "nocodec")
     assert r.exit_code == 1 and "codec" in r.output and not (exp / "decode_tts_nocodec").exists()
     r = run_cli("decode", "--task", "tts", "--exp-dir", exp, "--cuts", cuts, "--set-name", "badprompt", "--prompt", _bad_prompts(tmp_path)["silent"])

@@ -132,12 +132,38 @@ def test_resume_is_exact(data, tmp_path):
     # An interrupted run: the same config (the schedule spans 8 steps) stopped after step 4.
     train(straight, data, None, tmp_path / "b", progress=False, log=lambda *a: None, stop_at=4)
     train(straight, data, None, tmp_path / "b", resume=True, progress=False, log=lambda *a: None)
-    a = torch.load(list_checkpoints(tmp_path / "a")[-1], weights_only=False)
-    b = torch.load(list_checkpoints(tmp_path / "b")[-1], weights_only=False)
+    a = torch.load(list_checkpoints(tmp_path / "a")[-1], weights_only=True)
+    b = torch.load(list_checkpoints(tmp_path / "b")[-1], weights_only=True)
     assert a["step"] == b["step"] == 8
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["streams"] == b["streams"] and a["task_rng"] == b["task_rng"]
+
+
+def test_resume_skips_continues_or_refuses(data, tmp_path):
+    """--resume: the identical finished run is skipped, a larger max_steps continues from the last
+    checkpoint, any other config change is refused naming the changed key (nothing is touched)."""
+    exp = tmp_path / "exp"
+    quiet = {"progress": False, "log": lambda *a: None}
+    train(tiny_cfg(max_steps=2, tasks=["lid"]), data, None, exp, **quiet)
+    assert (exp / "model.safetensors").is_file()
+    lines: list[str] = []
+    r = train(tiny_cfg(max_steps=2, tasks=["lid"], device="cpu"), data, None, exp, resume=True, progress=False, log=lines.append)
+    assert r["step"] == 2 and any("nothing to do" in str(m) for m in lines)
+    before = {p: p.read_bytes() for p in [exp / "config.yaml", *list_checkpoints(exp)]}
+    with pytest.raises(PolyspeechError, match=r"lr: 0.003 -> 0.001.*use a new --exp-dir or delete"):
+        train(tiny_cfg(max_steps=2, tasks=["lid"], lr=1e-3), data, None, exp, resume=True, **quiet)
+    with pytest.raises(PolyspeechError, match=r"model.d_model: 64 -> 32"):
+        cfg = tiny_cfg(max_steps=4, tasks=["lid"])
+        cfg.model.d_model = 32
+        train(cfg, data, None, exp, resume=True, **quiet)
+    assert {p: p.read_bytes() for p in before} == before
+    lines.clear()
+    r = train(tiny_cfg(max_steps=3, tasks=["lid"]), data, None, exp, resume=True, progress=False, log=lines.append)
+    assert r["step"] == 3 and any("resumed from" in str(m) and "step-0000002" in str(m) for m in lines)
+    model, _, _ = load_model(exp)  # the final model.safetensors, step 3
+    ckpt = torch.load(list_checkpoints(exp)[-1], weights_only=True)
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
 
 
 def test_vocab_mismatch_on_resume(data, tmp_path):
@@ -238,7 +264,7 @@ def test_ddp_two_gloo_processes(data, tmp_path):
            "--config", str(conf), "--train-cuts", str(data), "--exp-dir", str(tmp_path / "exp"), "--tasks", "asr,lid,gid", "--no-progress"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    ckpt = torch.load(list_checkpoints(tmp_path / "exp")[-1], weights_only=False)
+    ckpt = torch.load(list_checkpoints(tmp_path / "exp")[-1], weights_only=True)
     assert ckpt["world_size"] == 2 and set(ckpt["streams"]) == {0, 1} and ckpt["step"] == 3
 
 
@@ -269,7 +295,12 @@ def test_cached_greedy_matches_teacher_forcing(prefix_lm):
     feats = torch.randn(2, 37, 8)
     batch = {"task": "asr", "prefix": [torch.tensor([4]), torch.tensor([4])], "suffix": [torch.tensor([2]), torch.tensor([2])],
              "feats": feats, "feat_lens": torch.tensor([23, 37])}
-    hyp = model.greedy(batch, max_new=6)[0]
+    from types import SimpleNamespace
+
+    from polyspeech_cli.decode.lm_io import Session
+    from polyspeech_cli.decode.search import greedy
+
+    hyp = greedy(Session(SimpleNamespace(model=model), batch), [6, 6], 0, 40, eos=1)[0]
     assert len(hyp) > 0
     forced = dict(batch, suffix=[torch.tensor([2] + hyp), torch.tensor([2, 9, 10, 11, 12, 13, 14, 15, 16, 17])])
     h, _, spans = model.hidden(forced)  # row 0 is the shorter, padded one
@@ -283,8 +314,8 @@ def test_keep_last_and_average(data, tmp_path):
     train(tiny_cfg(max_steps=6, tasks=["lid"], checkpoint_every=2, keep_last=2, average_last=2), data, None, exp, progress=False, log=lambda *a: None)
     ckpts = list_checkpoints(exp)
     assert [p.name for p in ckpts] == ["step-0000004.pt", "step-0000006.pt"]
-    avg = torch.load(exp / "ckpt" / "avg-2.pt", weights_only=False)["model"]
-    a, b = (torch.load(p, weights_only=False)["model"] for p in ckpts)
+    avg = torch.load(exp / "ckpt" / "avg-2.pt", weights_only=True)["model"]
+    a, b = (torch.load(p, weights_only=True)["model"] for p in ckpts)
     key = "llm.model.layers.0.mlp.up_proj.weight"
     assert torch.allclose(avg[key], (a[key] + b[key]) / 2, atol=1e-6)
     load_model(exp, exp / "ckpt" / "avg-2.pt")  # decodable

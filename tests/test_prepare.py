@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from lhotse import CutSet, load_manifest
-
 from conftest import HEADER, make_tsv_corpus, tone
+from lhotse import CutSet, load_manifest
 
 
 def manifests(data_dir: Path) -> list[str]:
@@ -59,7 +58,16 @@ def test_resampling_and_rerun_does_nothing(tmp_path, run_cli):
     # Changed options are not "already done".
     changed = run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0", "--sample-rate", "0")
     assert changed.exit_code == 0 and "nothing to do" not in changed.output
+    assert "changed: options.common.sample_rate" in " ".join(changed.output.split())
     assert CutSet.from_file(data / "c8k_cuts_train.jsonl.gz")[0].sampling_rate == 8000
+    # A rewritten input (manifest.tsv) re-runs too; then the same command is a no-op again.
+    tsv = corpus / "manifest.tsv"
+    tsv.write_text(tsv.read_text(encoding="utf-8").replace("number 0", "number zero"), encoding="utf-8")
+    rewritten = run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0", "--sample-rate", "0")
+    assert rewritten.exit_code == 0 and "changed: inputs" in " ".join(rewritten.output.split())
+    assert any("number zero" in c.supervisions[0].text for c in CutSet.from_file(data / "c8k_cuts_train.jsonl.gz"))
+    assert "nothing to do" in run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0", "--sample-rate", "0").output
+    assert "nothing to do" not in run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0", "--sample-rate", "0", "--force").output
 
 
 def test_speaker_disjoint_split_keeps_both_genders(tmp_path, run_cli):
@@ -160,7 +168,7 @@ def test_bad_item_fails_cleanly_then_skip_bad_drops_it(tmp_path, run_cli, case):
     assert skipped.exit_code == 0, skipped.output
     assert "dropped 1 bad item" in " ".join(skipped.output.split())
     assert len(CutSet.from_file(data / "bad_cuts_train.jsonl.gz")) == (4 if rows else 3)
-    done = json.loads((data / ".bad.prepare.done").read_text())
+    done = json.loads((data / ".bad.prepare.json").read_text())
     assert len(done["dropped"]) == 1
 
 
@@ -223,7 +231,7 @@ def test_failure_midway_leaves_no_partial_manifest(tmp_path, monkeypatch):
     assert not list(data.glob(".tmp*")), list(data.iterdir())
     for p in data.glob("*.jsonl.gz"):
         load_manifest(p)  # every file that exists is complete
-    assert not (data / ".c.prepare.done").exists()
+    assert not (data / ".c.prepare.json").exists()
 
 
 def test_shared_sets_prepare(tmp_path, run_cli, shared_dir):

@@ -32,7 +32,7 @@ def test_quick_recipe_end_to_end_then_skips(tmp_path):
     assert sset[0].has_features and sset[0].load_custom("sset").ndim == 2
     evaluation = json.loads((recipe / "exp" / "codec" / "codec_eval.json").read_text())
     assert evaluation  # the SSET vs k-means comparison was written
-    assert (recipe / "exp" / "vocoder" / "model.pt").is_file()
+    assert (recipe / "exp" / "vocoder" / "model.safetensors").is_file() and (recipe / "exp" / "codec" / "model.safetensors").is_file()
     for lm in ("multi", "asr", "tts", "lid", "gid"):
         assert (recipe / "exp" / f"lm_{lm}" / "vocab.json").is_file(), lm
     assert len(list((recipe / "exp" / "lm_multi" / "decode_tts_test" / "wav").glob("*.wav"))) == 10

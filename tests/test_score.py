@@ -88,10 +88,9 @@ def test_secs_with_pretrained_encoder(tmp_path, shared_dir):
     assert res["secs"] > res["secs_between_speakers"]
 
 
-def _scores(asr_cer: dict, tts_cer: float, secs: float, lid: float, gid: float) -> dict:
+def _scores(asr_cer: dict, secs: float, lid: float, gid: float) -> dict:
     cls = {"labels": ["F", "M"], "matrix": [[1, 0], [0, 1]]}
-    return {"decode_asr_test": {"task": "asr", "cer": asr_cer}, "decode_asr_tts_x": {"task": "asr", "cer": {"all": tts_cer}},
-            "decode_tts_test": {"task": "tts", "secs": secs, "secs_between_speakers": 0.5},
+    return {"decode_asr_test": {"task": "asr", "cer": asr_cer}, "decode_tts_test": {"task": "tts", "secs": secs, "secs_between_speakers": 0.5},
             "decode_lid_test": {"task": "lid", "accuracy": lid, **cls}, "decode_gid_test": {"task": "gid", "accuracy": gid, **cls}}
 
 
@@ -104,20 +103,33 @@ def _train_log(d: Path, rows: list[str]) -> Path:
 
 def test_compare_table_bars_budgets_and_figures(tmp_path, run_cli):
     single, multi = tmp_path / "single.json", tmp_path / "multi.json"
-    single.write_text(json.dumps(_scores({"all": 0.10, "en": 0.08, "zh": 0.20}, 0.25, 0.8, 0.99, 1.0)))
-    multi.write_text(json.dumps(_scores({"all": 0.12, "en": 0.10, "zh": 0.14}, 0.26, 0.4, 0.99, 0.98)))
+    single.write_text(json.dumps(_scores({"all": 0.10, "en": 0.08, "zh": 0.20}, 0.8, 0.99, 1.0)))
+    multi.write_text(json.dumps(_scores({"all": 0.12, "en": 0.10, "zh": 0.14}, 0.4, 0.99, 0.98)))
+    # TTS intelligibility is an explicit input: a scores.json with one ASR entry, or an ASR decode dir.
+    (tmp_path / "judge_single.json").write_text(json.dumps({"decode_asr_a": {"task": "asr", "cer": {"all": 0.25}}}))
+    (tmp_path / "judge_multi.json").write_text(json.dumps({"whatever": {"task": "asr", "cer": {"all": 0.26}}}))
+    judge_resynth = write_results(tmp_path / "judged", [{"id": "1", "task": "asr", "ref": "abcde", "hyp": "abcdx", "language": "en"}])
+    bars = tmp_path / "bars.yaml"
+    bars.write_text("asr_cer_max: 15\nlid_accuracy_min: 98\ngid_accuracy_min: 99\ntts_cer_max: 30\n"
+                    "tts_secs_above_between_speakers: true\nrelative_to_first: 0.10\n")
     lm_multi = _train_log(tmp_path / "lm_multi", ["10,train,asr,6,2.0,2.0,,,,1e-3,0.1,5", "10,train,lid,4,1.0,1.0,,,,1e-3,0.1,5",
                                                   "10,dev,asr,6,,,,asr_cer,0.9,,,6"])
     lm_asr = _train_log(tmp_path / "lm_asr", ["6,train,asr,6,1.5,1.5,,,,1e-3,0.05,3"])
     notes = tmp_path / "notes.md"
     notes.write_text("## What limits these numbers\n\nCPU time.\n")
     out = tmp_path / "RESULTS.md"
-    args = ["compare", f"single-task={single}", f"multitask={multi}", "--out", out, "--lm-dir", lm_multi, "--lm-dir", lm_asr]
+    args = ["compare", f"single-task={single}", f"multitask={multi}", "--out", out, "--lm-dir", lm_multi, "--lm-dir", lm_asr,
+            "--tts-asr", f"single-task={tmp_path / 'judge_single.json'}", "--tts-asr", f"multitask={tmp_path / 'judge_multi.json'}"]
     assert run_cli(*args, "--notes", tmp_path / "nope.md").exit_code == 1 and not out.exists()  # checked before writing
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("asr_cer_maxx: 15\n")
+    r = run_cli(*args, "--bars", typo)
+    assert r.exit_code == 1 and "asr_cer_maxx" in r.output and not out.exists()
+    r = run_cli(*args, "--tts-asr", f"nobody={judge_resynth}")
+    assert r.exit_code == 1 and "nobody" in r.output and not out.exists()
     ref = tmp_path / "resynth.json"
-    ref.write_text(json.dumps({"decode_tts_test_resynth": {"task": "tts", "secs": 0.7, "secs_between_speakers": 0.5},
-                               "decode_asr_tts_resynth": {"task": "asr", "cer": {"all": 0.2}}}))
-    r = run_cli(*args, "--notes", notes, "--reference", f"resynth={ref}")
+    ref.write_text(json.dumps({"decode_tts_test_resynth": {"task": "tts", "secs": 0.7, "secs_between_speakers": 0.5}}))
+    r = run_cli(*args, "--notes", notes, "--reference", f"resynth={ref}", "--tts-asr", f"resynth={judge_resynth}", "--bars", bars)
     assert r.exit_code == 0, r.output
     text = out.read_text()
     reference = text[text.index("## Reference: resynth") : text.index("## Quality bars")]
@@ -134,3 +146,15 @@ def test_compare_table_bars_budgets_and_figures(tmp_path, run_cli):
     assert text.rstrip().endswith("CPU time.")
     for png in ("RESULTS_curves.png", "RESULTS_confusion.png"):
         assert f"({png})" in text and (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    # No --bars: no bar table; no --tts-asr: no TTS CER, whatever the decode dirs are called.
+    r = run_cli("compare", f"single-task={single}", f"multitask={multi}", "--out", out)
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert "## Quality bars" not in text and "| TTS CER % | – | – |" in text
+
+
+def test_compare_refuses_two_asr_decodes_in_one_system(tmp_path, run_cli):
+    scores = _scores({"all": 0.1}, 0.8, 0.99, 1.0) | {"decode_asr_tts_x": {"task": "asr", "cer": {"all": 0.3}}}
+    (tmp_path / "s.json").write_text(json.dumps(scores))
+    r = run_cli("compare", f"a={tmp_path / 's.json'}", "--out", tmp_path / "R.md")
+    assert r.exit_code == 1 and "--tts-asr" in r.output and "2 ASR decodes" in r.output

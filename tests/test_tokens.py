@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_flat
 from lhotse import CutSet, Features
 from lhotse.features.io import NumpyFilesWriter
 from lhotse.utils import fastcopy
 
-from conftest import run_flat
 from polyspeech_cli.tokens.toy import make_toy_cuts
 
 torch.set_num_threads(1)
@@ -50,6 +50,23 @@ def test_rerun_is_a_no_op(data: Path) -> None:
     assert out.stat().st_mtime_ns == before
 
 
+def test_changed_option_or_rewritten_input_re_runs(data: Path, tmp_path: Path) -> None:
+    src, out_dir = tmp_path / "toy_cuts_dev.jsonl.gz", tmp_path / "fb"
+    CutSet.from_file(data / "toy_cuts_dev.jsonl.gz").to_file(src)
+    args = ["extract-tokens", "--type", "fbank", src, "--out-dir", out_dir]
+    assert run(*args).exit_code == 0 and "nothing to do" in run(*args).output
+    r = run(*args, "--num-mel-bins", 40)  # another option: extracted again
+    assert r.exit_code == 0 and "changed: options.fingerprint.dim" in r.output, r.output
+    assert CutSet.from_file(out_dir / src.name)[0].load_features().shape[1] == 40
+    assert "nothing to do" in run(*args, "--num-mel-bins", 40).output
+    CutSet.from_file(src).subset(first=3).to_file(src)  # a rewritten input: extracted again
+    r = run(*args, "--num-mel-bins", 40)
+    assert r.exit_code == 0 and "changed: inputs" in r.output, r.output
+    assert len(CutSet.from_file(out_dir / src.name)) == 3
+    (out_dir / "fbank.json").unlink()  # a missing output: extracted again
+    assert "nothing to do" not in run(*args, "--num-mel-bins", 40).output and (out_dir / "fbank.json").is_file()
+
+
 def test_kmeans_tokens_in_range_and_centroids_reused(data: Path) -> None:
     fb = data / "fbank" / "toy_cuts_dev.jsonl.gz"
     r = run("extract-tokens", "--type", "kmeans", fb, "--out-dir", data / "km", "--k", 16)
@@ -67,10 +84,10 @@ def test_kmeans_tokens_in_range_and_centroids_reused(data: Path) -> None:
     assert Path(cuts[0].custom["kmeans"].array.storage_path).parent == data / "km"
     # a second manifest in the same dir reuses the fitted centroids
     cuts.subset(first=2).to_file(data / "fbank" / "toy_cuts_test.jsonl.gz")
-    mtime = (data / "km" / "kmeans_centroids.pt").stat().st_mtime_ns
+    mtime = (data / "km" / "kmeans_centroids.safetensors").stat().st_mtime_ns
     r = run("extract-tokens", "--type", "kmeans", data / "fbank" / "toy_cuts_test.jsonl.gz", "--out-dir", data / "km")
     assert r.exit_code == 0 and "using the centroids" in r.output
-    assert (data / "km" / "kmeans_centroids.pt").stat().st_mtime_ns == mtime
+    assert (data / "km" / "kmeans_centroids.safetensors").stat().st_mtime_ns == mtime
 
 
 def _tiny_hubert(path: Path) -> Path:

@@ -15,7 +15,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from safetensors.torch import load_file
+
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.fileio import nest
 
 SR = 16000
 NOISE = 0.003  # a little noise floor, so the log-mel has no -inf holes
@@ -98,7 +101,7 @@ def _train_losses(exp: Path) -> list[float]:
 def test_overfits_few_utterances(trained):
     losses = _train_losses(trained["exp"])  # step 1, then every 10 steps
     assert np.mean(losses[-3:]) < losses[0] / 4, losses
-    for name in ("model.pt", "config.yaml", "dev_mel.png", "train_log.csv"):
+    for name in ("model.safetensors", "config.yaml", "dev_mel.png", "train_log.csv"):
         assert (trained["exp"] / name).is_file(), name
     m = trained["metrics"]
     assert m["mel_l1"] < 1.5 and np.isfinite(m["mel_mse"])
@@ -154,10 +157,18 @@ def test_resume_equals_uninterrupted(tmp_path, trained, run_cli):
     assert r.exit_code == 1 and "--resume" in r.output  # refuses to overwrite
     r = run_cli(*args, "--exp-dir", tmp_path / "b", "--max-steps", 6, "--resume")
     assert r.exit_code == 0, r.output
-    a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["decoder"]
-    b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)["decoder"]
+    a = nest(load_file(tmp_path / "a" / "model.safetensors"), "decoder")
+    b = nest(load_file(tmp_path / "b" / "model.safetensors"), "decoder")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _train_losses(tmp_path / "a") == _train_losses(tmp_path / "b")
+    r = run_cli(*args, "--exp-dir", tmp_path / "b", "--max-steps", 6, "--resume")
+    assert r.exit_code == 0 and "nothing to do" in " ".join(r.output.split()), r.output
+    r = run_cli(*args, "--exp-dir", tmp_path / "c", "--max-steps", 6, "--stop-at", 3)
+    assert r.exit_code == 0 and "--stop-at" in r.output, r.output
+    r = run_cli(*args, "--exp-dir", tmp_path / "c", "--max-steps", 6, "--resume")
+    assert r.exit_code == 0, r.output
+    c = nest(load_file(tmp_path / "c" / "model.safetensors"), "decoder")
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_griffin_lim_round_trip(trained):
@@ -197,7 +208,7 @@ def test_feature_dim_mismatch_is_a_clear_error(trained):
 
     with pytest.raises(PolyspeechError, match=r"80-dim .* got 768-dim") as e:
         features_to_wave(np.zeros((30, 768), np.float32), voice(110, 0.55, 1.5, seed=2), SR, trained["exp"])
-    assert "model.pt" in str(e.value)
+    assert "model.safetensors" in str(e.value)
     with pytest.raises(PolyspeechError, match="vocoder model not found"):
         features_to_wave(np.zeros((30, 80), np.float32), voice(110, 0.55, 1.5, seed=2), SR, trained["root"] / "nowhere")
 
@@ -264,10 +275,13 @@ def test_resume_with_other_features_or_shape_is_a_clear_error(trained, tmp_path)
     shutil.copytree(trained["exp"], exp)
     cuts40 = make_cuts(tmp_path, per_speaker=2, name="f40", bins=40)
     quiet = {"log": lambda *a, **k: None, "progress": False}
+    with pytest.raises(PolyspeechError, match="train cuts: .*cuts_f40.*use a new --exp-dir or delete"):
+        train(tiny_config(max_steps=200), cuts40, None, exp, resume=True, **quiet)
+    with pytest.raises(PolyspeechError, match=r"decoder.channels: 48 -> 16.*use a new --exp-dir or delete"):
+        train(tiny_config(max_steps=200, decoder=DecoderConfig(channels=16)), trained["train_cuts"], None, exp, resume=True, **quiet)
+    (exp / "run.json").unlink()  # an exp dir without the run record: the checkpoint's own checks still hold
     with pytest.raises(PolyspeechError, match="80-dim features but .* has 40-dim"):
         train(tiny_config(max_steps=200), cuts40, None, exp, resume=True, **quiet)
-    with pytest.raises(PolyspeechError, match="another shape"):
-        train(tiny_config(max_steps=200, decoder=DecoderConfig(channels=16)), trained["train_cuts"], None, exp, resume=True, **quiet)
 
 
 def test_hifigan_resume_equals_uninterrupted(trained, tmp_path):
@@ -283,9 +297,9 @@ def test_hifigan_resume_equals_uninterrupted(trained, tmp_path):
     train(cfg(4), trained["train_cuts"], None, tmp_path / "a", **quiet)
     train(cfg(2), trained["train_cuts"], None, tmp_path / "b", **quiet)
     train(cfg(4), trained["train_cuts"], None, tmp_path / "b", resume=True, **quiet)
-    a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["generator"]
-    b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)["generator"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = nest(load_file(tmp_path / "a" / "model.safetensors"), "generator")
+    b = nest(load_file(tmp_path / "b" / "model.safetensors"), "generator")
+    assert a and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_padding_does_not_change_outputs():

@@ -35,7 +35,7 @@ tts_temperature_single=1.0
 kmeans_k=2048
 if [ "$quick" = true ]; then
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 2)
-  codec_opts+=(--steps 20)
+  codec_opts+=(--max-steps 20)
   vocoder_opts+=(--max-steps 20)
   lm_steps=${lm_steps:-20}
   kmeans_k=64
@@ -59,22 +59,19 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: train the SSET codec on fbank in $exp_dir/codec"
-  polyspeech train codec "$data_dir/fbank/synth_cuts_train.jsonl.gz" "$data_dir/fbank/synth_cuts_dev.jsonl.gz" \
-    "${codec_opts[@]}" --exp-dir "$exp_dir/codec" --resume
+  polyspeech train codec "${codec_opts[@]}" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
+    --dev-cuts "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/codec" --resume
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "Stage 3: SSET tokens, the k-means baseline (K=$kmeans_k) and their comparison"
   fbank_cuts=$(for s in $sets; do echo "$data_dir/fbank/synth_cuts_$s.jsonl.gz"; done)
-  polyspeech extract-tokens --type sset $fbank_cuts --checkpoint "$exp_dir/codec/codec.pt" --out-dir "$data_dir/sset"
+  polyspeech extract-tokens --type sset $fbank_cuts --checkpoint "$exp_dir/codec/model.safetensors" --out-dir "$data_dir/sset"
   polyspeech extract-tokens --type kmeans $fbank_cuts --k "$kmeans_k" --out-dir "$data_dir/kmeans"
-  if [ "$exp_dir/codec/codec_eval.json" -nt "$exp_dir/codec/codec.pt" ]; then
-    log "  $exp_dir/codec/codec_eval.json is newer than the codec: nothing to do"
-  else  # --train-cuts: also fit k-means at the codec's token rate (stacked frames)
-    polyspeech codec-eval "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --checkpoint "$exp_dir/codec/codec.pt" \
-      --kmeans "$data_dir/kmeans/kmeans_centroids.pt" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
-      --out "$exp_dir/codec/codec_eval.json"
-  fi
+  # --train-cuts: also fit k-means at the codec's token rate (stacked frames); skips itself via its stamp
+  polyspeech codec-eval "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --checkpoint "$exp_dir/codec/model.safetensors" \
+    --kmeans "$data_dir/kmeans/kmeans_centroids.safetensors" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
+    --out "$exp_dir/codec/codec_eval.json"
 fi
 
 # Run "$@" in the background with its output in a log file (nj > 1), or in the foreground.
@@ -152,15 +149,19 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "Stage 7: score, and the single-task vs multitask table in RESULTS.md"
-  polyspeech score "$exp_dir"/lm_multi/decode_{asr,tts,lid,gid}_test "$exp_dir/lm_asr/decode_asr_tts_multi" \
-    --out "$exp_dir/lm_multi/RESULTS.md"
+  polyspeech score "$exp_dir"/lm_multi/decode_{asr,tts,lid,gid}_test --out "$exp_dir/lm_multi/RESULTS.md"
   mkdir -p "$exp_dir/single"
   polyspeech score "$exp_dir/lm_asr/decode_asr_test" "$exp_dir/lm_tts/decode_tts_test" "$exp_dir/lm_lid/decode_lid_test" \
-    "$exp_dir/lm_gid/decode_gid_test" "$exp_dir/lm_asr/decode_asr_tts_tts" --out "$exp_dir/single/RESULTS.md"
-  mkdir -p "$exp_dir/resynth"
-  polyspeech score "$exp_dir/lm_multi/decode_tts_test_resynth" "$exp_dir/lm_asr/decode_asr_tts_resynth" --out "$exp_dir/resynth/RESULTS.md"
+    "$exp_dir/lm_gid/decode_gid_test" --out "$exp_dir/single/RESULTS.md"
+  mkdir -p "$exp_dir/resynth" "$exp_dir/tts_asr"
+  polyspeech score "$exp_dir/lm_multi/decode_tts_test_resynth" --out "$exp_dir/resynth/RESULTS.md"
+  # TTS intelligibility: the judge's (single-task ASR) transcripts of each system's TTS audio
+  polyspeech score "$exp_dir"/lm_asr/decode_asr_tts_{multi,tts,resynth} --out "$exp_dir/tts_asr/RESULTS.md"
+  resynth="real SSET tokens resynthesized (TTS back-end upper bound)"
   polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out "$results" \
-    --reference "real SSET tokens resynthesized (TTS back-end upper bound)=$exp_dir/resynth/scores.json" \
+    --reference "$resynth=$exp_dir/resynth/scores.json" --bars conf/quality_bars.yaml \
+    --tts-asr "single-task=$exp_dir/lm_asr/decode_asr_tts_tts" --tts-asr "multitask=$exp_dir/lm_asr/decode_asr_tts_multi" \
+    --tts-asr "$resynth=$exp_dir/lm_asr/decode_asr_tts_resynth" \
     $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md
 fi
 

@@ -20,6 +20,7 @@ from polyspeech_cli.codec.evaluate import Recon, codec_reconstruct, usage_stats
 from polyspeech_cli.console import console
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_write_text
+from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
 from polyspeech_cli.tokens.kmeans import (
     KMeansConfig,
     fit_kmeans,
@@ -48,6 +49,14 @@ def _kmeans_row(feats: list[np.ndarray], centroids: np.ndarray, stack: int, fram
 
 
 def compare(dev_cuts: Path, checkpoint: Path, kmeans: Path | None, train_cuts: Path | None, out: Path, max_cuts: int | None = None) -> dict[str, Any]:
+    # The stamp: options + identity of every input file; the same key again does nothing.
+    inputs = [Path(p) for p in (dev_cuts, checkpoint, kmeans, train_cuts) if p is not None]
+    stamp = Path(out).with_name(f".{Path(out).stem}.stamp.json")
+    options = {"kmeans": kmeans, "train_cuts": train_cuts, "max_cuts": max_cuts}
+    key = stamp_key(options, inputs) if all(p.exists() for p in inputs) else None  # a missing one fails below
+    if key is not None and is_fresh(stamp, key):
+        console.print(f"{out}: already evaluated with these inputs and options; nothing to do")
+        return json.loads(Path(out).read_text(encoding="utf-8"))
     model, meta = load_codec(checkpoint)
     cfg = model.cfg
     if kmeans is None and train_cuts is None:
@@ -100,5 +109,7 @@ def compare(dev_cuts: Path, checkpoint: Path, kmeans: Path | None, train_cuts: P
     result = {"dev_cuts": str(dev_cuts), "checkpoint": str(checkpoint), "kmeans": source, "num_cuts": len(dev.feats),
               "num_frames": dev.num_frames, "feature_type": meta["feature_type"], "normalization": meta["normalization"], "results": rows}
     atomic_write_text(out, json.dumps(result, indent=2, default=float) + "\n")
+    if key is not None:
+        write_stamp(stamp, key, [out])
     console.print(f"wrote {out}")
     return result

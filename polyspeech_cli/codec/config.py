@@ -20,8 +20,8 @@ class CodecConfig:
     commitment_weight: float = 0.25
     quantizer_dropout: float = 0.5  # share of steps trained with a random number of books, so 1 book decodes well
     normalize: str = "utterance_mvn"  # per-utterance mean/variance norm before the codec ("none" to skip)
-    # training
-    steps: int = 2000
+    # training (the same keys as the LM's and the speech decoder's)
+    max_steps: int = 2000
     batch_size: int = 16
     segment_frames: int = 200  # random crops of this many feature frames
     lr: float = 2e-3
@@ -31,7 +31,9 @@ class CodecConfig:
     log_every: int = 50
     eval_every: int = 500
     checkpoint_every: int = 500
+    keep_last: int = 2  # training checkpoints kept in ckpt/
     max_dev_cuts: int = 200
     seed: int = 1234
-    device: str = "auto"  # auto: cuda when available, else cpu
-    amp: bool = True  # bf16/fp16 autocast on GPU only
+    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    threads: int = 0  # torch CPU threads; 0 = torch's default

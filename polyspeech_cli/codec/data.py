@@ -1,9 +1,15 @@
-"""Continuous features of a cut set, checked and normalised, in memory for the codec and k-means."""
+"""Continuous features of a cut set, checked and normalised: streamed from storage for codec
+training (`stream_feature_set`), in memory for dev sets and k-means (`load_feature_set`).
+
+`read_cuts(path, lazy=True)` and `CutIndex` are the streaming primitives the speech decoder uses too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import json
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +21,112 @@ from polyspeech_cli.errors import PolyspeechError, require_file
 NORMALIZATIONS = ("utterance_mvn", "none")
 
 
-def read_cuts(path: Path | str) -> CutSet:
-    """Load a cuts manifest, turning a missing/garbled file into a one-line error."""
+class _CheckedCuts:
+    """Lazy iteration over a manifest that turns a garbled line or a non-cut item into a one-line error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[Cut]:
+        it = iter(CutSet.from_jsonl_lazy(self.path))
+        while True:
+            try:
+                cut = next(it)
+            except StopIteration:
+                return
+            except Exception as e:  # lhotse raises many types for a bad file
+                raise PolyspeechError(f"{self.path}: not a readable Lhotse cuts manifest ({type(e).__name__}: {e})") from e
+            if not isinstance(cut, Cut):
+                raise PolyspeechError(f"{self.path}: holds {type(cut).__name__} items, not cuts (pass a *_cuts_*.jsonl.gz manifest)")
+            yield cut
+
+
+def read_cuts(path: Path | str, lazy: bool = False) -> CutSet:
+    """Load a cuts manifest, turning a missing/garbled file into a one-line error.
+
+    `lazy`: a CutSet that reads the (.jsonl / .jsonl.gz) file as it is iterated, every pass anew,
+    so memory does not grow with the manifest; other formats are read eagerly."""
     path = require_file(Path(path), "cuts manifest", "run `polyspeech prepare` first, or check the path")
+    if lazy and ".jsonl" in path.suffixes:
+        return CutSet(_CheckedCuts(path))
     try:
         return CutSet.from_file(path).to_eager()
     except Exception as e:  # lhotse raises many types for a bad file
         raise PolyspeechError(f"{path}: not a readable Lhotse cuts manifest ({type(e).__name__}: {e})") from e
+
+
+class CutIndex:
+    """Random access by position to the cuts of a manifest without holding them in memory.
+
+    One streaming pass checks each cut's metadata (features present, one feature dim, plus
+    `check(cut)`) and copies its JSON line to an anonymous temporary file (deleted when the index
+    is garbage-collected); the index keeps per cut only a byte offset, the number of feature
+    frames and the speaker (a few dozen bytes). `sort=True` orders the cuts by id, else manifest
+    order; `max_cuts` > 0 keeps the first that many.
+    """
+
+    def __init__(self, path: Path | str, sort: bool = False, max_cuts: int = 0, check: Callable[[Cut], None] | None = None) -> None:
+        path = Path(path)
+        where = f"{path}: "
+        rows: list[tuple[str, int, int, str]] = []  # (cut id, byte offset, frames, speaker)
+        self._file = tempfile.TemporaryFile()
+        self.dim, self.frame_shift, self.feature_type = 0, 0.0, ""
+        for cut in read_cuts(path, lazy=True):
+            if not sort and max_cuts and len(rows) >= max_cuts:
+                break
+            if not cut.has_features:
+                load_cut_features(cut, where)  # raises the one-line "has no features" error
+            if check is not None:
+                check(cut)
+            if not self.dim:
+                self.dim, self.frame_shift, self.feature_type = int(cut.num_features), float(cut.frame_shift), str(cut.features.type)
+            elif cut.num_features != self.dim:
+                raise PolyspeechError(f"{where}cut '{cut.id}': feature dim {cut.num_features} differs from the first cut's {self.dim}")
+            speaker = cut.supervisions[0].speaker if cut.supervisions and cut.supervisions[0].speaker else cut.id
+            rows.append((cut.id, self._file.tell(), int(cut.num_frames), speaker))
+            self._file.write(json.dumps(cut.to_dict(), ensure_ascii=False).encode() + b"\n")
+        if sort:
+            rows.sort()
+        rows = rows[: max_cuts or None]
+        if not rows:
+            raise PolyspeechError(f"{where}no cuts to read features from (the manifest is empty)")
+        self.offsets = np.array([r[1] for r in rows], dtype=np.int64)
+        self.num_frames = np.array([r[2] for r in rows], dtype=np.int64)
+        self.speaker_names = sorted({r[3] for r in rows})
+        code = {s: i for i, s in enumerate(self.speaker_names)}
+        self.speaker_codes = np.array([code[r[3]] for r in rows], dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def cut(self, i: int) -> Cut:
+        from lhotse.serialization import deserialize_item
+
+        self._file.seek(int(self.offsets[i]))
+        return deserialize_item(json.loads(self._file.readline()))
+
+    def speakers(self) -> list[str]:
+        return [self.speaker_names[c] for c in self.speaker_codes]
+
+
+class LazySequence(Sequence):
+    """`seq[i]` = `load(i)`, computed on every access (nothing is cached)."""
+
+    def __init__(self, n: int, load: Callable[[int], object]) -> None:
+        self.n, self.load = n, load
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.load(int(i) % self.n)
+
+    def __iter__(self) -> Iterator:
+        return (self.load(i) for i in range(self.n))
 
 
 def load_cut_features(cut: Cut, where: str = "") -> np.ndarray:
@@ -53,24 +158,32 @@ def normalize(x: np.ndarray, mode: str) -> np.ndarray:
 
 @dataclass
 class FeatureSet:
-    """Normalised feature matrices of many cuts."""
+    """Normalised feature matrices of many cuts: a list, or a LazySequence loading them on access."""
 
-    ids: list[str]
-    feats: list[np.ndarray]
+    ids: Sequence[str]
+    feats: Sequence[np.ndarray]
     frame_shift: float
     feature_type: str
+    lens: np.ndarray = field(default=None)  # type: ignore[assignment]  # frames per cut (metadata)
+    feat_dim: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lens is None:
+            self.lens = np.array([len(f) for f in self.feats], dtype=np.int64)
+        if not self.feat_dim:
+            self.feat_dim = int(self.feats[0].shape[1])
 
     @property
     def dim(self) -> int:
-        return self.feats[0].shape[1]
+        return self.feat_dim
 
     @property
     def num_frames(self) -> int:
-        return sum(len(f) for f in self.feats)
+        return int(self.lens.sum())
 
 
 def load_feature_set(cuts: Iterable[Cut], normalization: str, where: str = "", progress: str | None = None) -> FeatureSet:
-    """Load, check and normalise the features of every cut; all cuts must share one feature dim."""
+    """Load, check and normalise the features of every cut into memory; all cuts must share one feature dim."""
     from polyspeech_cli.console import track
 
     cuts = list(cuts)
@@ -87,3 +200,22 @@ def load_feature_set(cuts: Iterable[Cut], normalization: str, where: str = "", p
         feats.append(normalize(x, normalization))
     first = cuts[0].features
     return FeatureSet(ids, feats, float(first.frame_shift), str(first.type))
+
+
+def stream_feature_set(path: Path | str, normalization: str, max_cuts: int = 0) -> FeatureSet:
+    """The cuts of a manifest (manifest order; the first `max_cuts` if > 0) as a FeatureSet whose
+    `feats[i]` loads, checks and normalises cut i from storage on every access: memory does not
+    grow with the manifest. `lens` comes from the metadata (one streaming pass)."""
+    index = CutIndex(path, max_cuts=max_cuts)
+    where = f"{path}: "
+
+    def load(i: int) -> np.ndarray:
+        cut = index.cut(i)
+        x = load_cut_features(cut, where)
+        if x.shape[1] != index.dim:
+            raise PolyspeechError(f"{where}cut '{cut.id}': feature dim {x.shape[1]} differs from the first cut's {index.dim}")
+        return normalize(x, normalization)
+
+    feats = LazySequence(len(index), load)
+    ids = LazySequence(len(index), lambda i: index.cut(i).id)
+    return FeatureSet(ids, feats, index.frame_shift, index.feature_type, lens=index.num_frames.copy(), feat_dim=index.dim)

@@ -6,7 +6,7 @@ from one generator whose state is checkpointed, so N steps + resume to 2N equals
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -15,27 +15,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyspeech_cli.codec.checkpoint import (
-    model_state,
-    read_checkpoint,
-    save_checkpoint,
-)
+from polyspeech_cli.codec.checkpoint import MODEL, list_checkpoints, read_checkpoint, save_checkpoint, save_model
 from polyspeech_cli.codec.config import CodecConfig
-from polyspeech_cli.codec.data import FeatureSet, load_feature_set, read_cuts
+from polyspeech_cli.codec.data import FeatureSet, load_feature_set, read_cuts, stream_feature_set
 from polyspeech_cli.codec.evaluate import codec_reconstruct, evaluate_codec
 from polyspeech_cli.codec.model import SSETCodec
 from polyspeech_cli.codec.plot import plot_reconstruction
 from polyspeech_cli.console import console
 from polyspeech_cli.config import save_config
-from polyspeech_cli.training import optimizer_step, pick_device
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.training import CsvLog, autocast_dtype, check_resume, mark_run, optimizer_step, pick_device, run_key
 
-CHECKPOINT, MODEL, LOG, PLOT = "checkpoint.pt", "codec.pt", "log.csv", "reconstruction.png"
+LOG, PLOT = "train_log.csv", "reconstruction.png"
 
 
 def sample_batch(data: FeatureSet, cfg: CodecConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """B random crops of `segment_frames`; utterances are drawn proportionally to their length."""
-    lens = torch.tensor([len(f) for f in data.feats], dtype=torch.float)
+    lens = torch.from_numpy(data.lens).float()  # metadata: data.feats[i] loads cut i from storage
     idx = torch.multinomial(lens, cfg.batch_size, replacement=True, generator=gen).tolist()
     seg = min(cfg.segment_frames, int(lens[idx].max()))
     x = torch.zeros(cfg.batch_size, seg, data.dim)
@@ -52,29 +48,13 @@ def lr_at(step: int, cfg: CodecConfig) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    t = (step - cfg.warmup_steps) / max(cfg.max_steps - cfg.warmup_steps, 1)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-class CsvLog:
-    """Appends rows to exp/log.csv (kept across --resume; rows past the resumed step are dropped)."""
-
-    def __init__(self, path: Path, n_codebooks: int, resume_step: int):
-        self.path = path
-        self.fields = ["step", "split", "recon_mse", "rel_mse", "commit", "lr", "seconds"]
-        self.fields += [f"usage_{i + 1}" for i in range(n_codebooks)] + [f"perplexity_{i + 1}" for i in range(n_codebooks)]
-        rows = []
-        if path.is_file() and resume_step > 0:
-            with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, self.fields)
-            w.writeheader()
-            w.writerows(rows)
-
-    def write(self, row: dict[str, Any]) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.fields).writerow({k: row.get(k, "") for k in self.fields})
+def log_fields(n_codebooks: int) -> list[str]:
+    fields = ["step", "split", "recon_mse", "rel_mse", "commit", "lr", "seconds"]
+    return fields + [f"usage_{i + 1}" for i in range(n_codebooks)] + [f"perplexity_{i + 1}" for i in range(n_codebooks)]
 
 
 def _book_stats(row: dict[str, Any], usage: list[float], perplexity: list[float]) -> None:
@@ -83,71 +63,73 @@ def _book_stats(row: dict[str, Any], usage: list[float], perplexity: list[float]
 
 
 def train_codec(
-    train_cuts: Path, dev_cuts: Path, exp_dir: Path, cfg: CodecConfig, resume: bool = False, stop_after: int | None = None
+    train_cuts: Path, dev_cuts: Path, exp_dir: Path, cfg: CodecConfig, resume: bool = False, stop_at: int | None = None
 ) -> dict[str, Any]:
     """Train (or resume) the codec; returns the last dev metrics.
 
-    Writes exp_dir/{codec.pt, checkpoint.pt, log.csv, reconstruction.png, config.yaml}. `stop_after`
-    ends this run early at that step (checkpointed; the LR schedule still spans cfg.steps), so a
-    long training can be split into time-boxed runs with --resume.
+    Writes exp_dir/{config.yaml, run.json, ckpt/step-N.pt, model.safetensors, train_log.csv,
+    reconstruction.png}. `stop_at` ends this run early at that step (checkpointed; the LR schedule
+    still spans cfg.max_steps), so a long training can be split into time-boxed runs with --resume.
     """
     exp_dir = Path(exp_dir)
-    ckpt_path = exp_dir / CHECKPOINT
-    state = None
-    if ckpt_path.is_file():
-        if not resume:
-            raise PolyspeechError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --exp-dir")
-        state = read_checkpoint(ckpt_path)
-        if state["step"] >= cfg.steps:
-            console.print(f"[green]{exp_dir}: already trained for {state['step']} steps; nothing to do[/]")
-            return state.get("dev_metrics", {})
-    elif resume:
-        console.print(f"[yellow]--resume: no checkpoint in {exp_dir}, starting from scratch[/]")
+    key = run_key(cfg, train_cuts)
+    ckpts = list_checkpoints(exp_dir)
+    decision = check_resume(exp_dir, key, resume, ckpts[-1] if ckpts else None)
+    if decision == "skip":
+        console.print(f"[green]{exp_dir}: already trained for {cfg.max_steps} steps with this config and data; nothing to do[/]")
+        return read_checkpoint(ckpts[-1]).get("dev_metrics", {})
+    state = read_checkpoint(ckpts[-1]) if decision == "continue" else None
+    if resume and state is None:
+        console.print(f"[yellow]--resume: no checkpoint in {exp_dir / 'ckpt'}, starting from scratch[/]")
 
-    train = load_feature_set(read_cuts(train_cuts), cfg.normalize, f"{train_cuts}: ", "loading train features")
+    train = stream_feature_set(train_cuts, cfg.normalize)  # features are loaded per batch, not held
     dev_cutset = read_cuts(dev_cuts).subset(first=cfg.max_dev_cuts) if cfg.max_dev_cuts else read_cuts(dev_cuts)
     dev = load_feature_set(dev_cutset, cfg.normalize, f"{dev_cuts}: ", "loading dev features")
     if dev.dim != train.dim:
         raise PolyspeechError(f"{dev_cuts}: feature dim {dev.dim} differs from the train set's {train.dim}")
     if state is not None and state["feat_dim"] != train.dim:
-        raise PolyspeechError(f"{ckpt_path}: trained on {state['feat_dim']}-dim features, {train_cuts} has {train.dim}")
+        raise PolyspeechError(f"{ckpts[-1]}: trained on {state['feat_dim']}-dim features, {train_cuts} has {train.dim}")
     if "fbank" in train.feature_type:
         console.print("[yellow]semantic stream: fbank features (the offline default; the paper's SSET uses HuBERT features)[/]")
     else:
         console.print(f"semantic stream: {train.feature_type} features ({train.dim}-dim)")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    amp = autocast_dtype(cfg.precision, device)
 
     torch.manual_seed(cfg.seed)
     model = SSETCodec(train.dim, cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["rng"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         step = state["step"]
         console.print(f"resuming {exp_dir} at step {step}")
     meta = {"feat_dim": train.dim, "feature_type": train.feature_type, "frame_shift": train.frame_shift,
             "normalization": cfg.normalize, "token_frame_shift": train.frame_shift * cfg.downsample}
     exp_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, exp_dir / "config.yaml")
-    log = CsvLog(exp_dir / LOG, cfg.n_codebooks, step)
+    mark_run(exp_dir, key, finished=False)
+    log = CsvLog(exp_dir / LOG, log_fields(cfg.n_codebooks), fresh=state is None, keep_until=step)
     console.print(
         f"codec: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {cfg.n_codebooks}x{cfg.codebook_size} codes, "
         f"downsample {cfg.downsample} ({meta['token_frame_shift'] * 1000:.0f} ms tokens); train {len(train.feats)} cuts "
-        f"/ {train.num_frames} frames, dev {len(dev.feats)} cuts; device {device}{' +AMP' if use_amp else ''}"
+        f"/ {train.num_frames} frames, dev {len(dev.feats)} cuts; device {device}{f' +{amp}' if amp is not None else ''}"
     )
 
     def checkpoint(dev_metrics: dict[str, Any] | None) -> None:
-        full = model_state(model, cfg, meta) | {"optimizer": opt.state_dict(), "rng": gen.get_state(), "step": step}
+        full = {"kind": "sset_codec", "model": model.state_dict(), "config": dataclasses.asdict(cfg), **meta,
+                "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "rng": gen.get_state(), "step": step}
         if dev_metrics is not None:
-            full["dev_metrics"] = dev_metrics
-        save_checkpoint(ckpt_path, full)
-        save_checkpoint(exp_dir / MODEL, model_state(model, cfg, meta) | {"step": step})
+            full["dev_metrics"] = {k: v for k, v in dev_metrics.items()}
+        save_checkpoint(exp_dir, step, full, cfg.keep_last)
 
     def evaluate() -> dict[str, Any]:
         m = evaluate_codec(model, dev.feats, str(device))
@@ -162,7 +144,7 @@ def train_codec(
     model.train()
     t0, window, codes_seen = time.time(), [], []
     metrics: dict[str, Any] = {}
-    end = min(cfg.steps, stop_after) if stop_after else cfg.steps
+    end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
     while step < end:
         x, mask = sample_batch(train, cfg, gen)
         x, mask = x.to(device), mask.to(device)
@@ -171,7 +153,7 @@ def train_codec(
             n_q = int(torch.randint(1, cfg.n_codebooks + 1, (), generator=gen))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             y, codes, commit = model(x, mask, n_q=n_q, gen=gen)
         err = ((y.float() - x) ** 2).mean(-1)
         recon = (err * mask).sum() / mask.sum()
@@ -183,7 +165,7 @@ def train_codec(
         if n_q == cfg.n_codebooks:
             zmask = mask[:, :: cfg.downsample][:, : codes.shape[1]]
             codes_seen.append(codes[zmask].cpu())
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
             r, c = np.mean(window, axis=0)
             row = {"step": step, "split": "train", "recon_mse": round(float(r), 5), "commit": round(float(c), 5),
                    "lr": f"{lr_at(step - 1, cfg):.2e}", "seconds": round(time.time() - t0, 1)}
@@ -199,10 +181,12 @@ def train_codec(
         if step % cfg.eval_every == 0 or step == end:
             metrics = evaluate()
         if step % cfg.checkpoint_every == 0 or step == end:
-            checkpoint(metrics if step == cfg.steps else None)
+            checkpoint(metrics if step == cfg.max_steps else None)
     recons, _ = codec_reconstruct(model, dev.feats[:1], None, str(device))
     plot_reconstruction(dev.feats[0], recons[0], f"{dev.ids[0]} (step {step}, all {cfg.n_codebooks} books)", exp_dir / PLOT)
-    if step < cfg.steps:
-        console.print(f"[yellow]stopped at step {step} of {cfg.steps} (--stop-after); continue with --resume[/]")
+    save_model(exp_dir / MODEL, model, cfg, meta, step)
+    mark_run(exp_dir, key, finished=step >= cfg.max_steps, outputs=[exp_dir / MODEL], step=step)
+    if step < cfg.max_steps:
+        console.print(f"[yellow]stopped at step {step} of {cfg.max_steps} (--stop-at); continue with --resume[/]")
     console.print(f"[green]wrote {exp_dir / MODEL}, {exp_dir / LOG}, {exp_dir / PLOT}[/]")
     return metrics

@@ -62,7 +62,7 @@ def synth(
     import dataclasses
 
     from polyspeech_cli.config import from_dict, load_config
-    from polyspeech_cli.data.synth import SynthConfig, generate_synth
+    from polyspeech_cli.data.synth import SynthConfig, generate_synth, synth_input_files
     from polyspeech_cli.prepare import run_prepare
 
     overrides = {
@@ -74,7 +74,8 @@ def synth(
     }
     cfg = load_config(config, SynthConfig, overrides) if config else from_dict(SynthConfig, {k: v for k, v in overrides.items() if v is not None}, "options")
     opts = _options(data_dir, corpus or "synth", "1,0,0", cfg.sample_rate, text_norm, skip_bad, 0, 1, "header", force)
-    run_prepare("synth", lambda bad: generate_synth(Path(corpus_dir).resolve(), cfg), opts, {"corpus_dir": Path(corpus_dir).resolve(), **dataclasses.asdict(cfg)})
+    root = Path(corpus_dir).resolve()
+    run_prepare("synth", lambda bad: generate_synth(root, cfg), opts, {"corpus_dir": root, **dataclasses.asdict(cfg)}, synth_input_files(root))
 
 
 @app.command("tsv")
@@ -93,11 +94,12 @@ def tsv(
     force: Force = False,
 ) -> None:
     """Prepare a folder in the manifest.tsv format ("bring your own data")."""
-    from polyspeech_cli.data.tsv import prepare_tsv
+    from polyspeech_cli.data.tsv import prepare_tsv, tsv_input_files
     from polyspeech_cli.prepare import run_prepare
 
     opts = _options(data_dir, corpus or Path(corpus_dir).resolve().name, split_ratios, sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
-    run_prepare("tsv", lambda bad: prepare_tsv(Path(corpus_dir).resolve(), bad, audio_check), opts, {"corpus_dir": Path(corpus_dir).resolve()})
+    root = Path(corpus_dir).resolve()
+    run_prepare("tsv", lambda bad: prepare_tsv(root, bad, audio_check), opts, {"corpus_dir": root}, tsv_input_files(root))
 
 
 @app.command("kaldi")
@@ -117,11 +119,13 @@ def kaldi(
     force: Force = False,
 ) -> None:
     """Prepare a Kaldi data directory."""
-    from polyspeech_cli.data.kaldi import prepare_kaldi
+    from polyspeech_cli.data.kaldi import kaldi_input_files, prepare_kaldi
     from polyspeech_cli.prepare import run_prepare
 
     opts = _options(data_dir, corpus or Path(kaldi_dir).resolve().name, split_ratios, sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
-    run_prepare("kaldi", lambda bad: prepare_kaldi(Path(kaldi_dir).resolve(), bad, language, audio_check), opts, {"kaldi_dir": Path(kaldi_dir).resolve(), "language": language})
+    root = Path(kaldi_dir).resolve()
+    run_prepare("kaldi", lambda bad: prepare_kaldi(root, bad, language, audio_check), opts, {"kaldi_dir": root, "language": language},
+                kaldi_input_files(root))
 
 
 def _lhotse_command(name: str, subset_help: str):
@@ -137,11 +141,17 @@ def _lhotse_command(name: str, subset_help: str):
         audio_check: AudioCheck = "header",
         force: Force = False,
     ) -> None:
-        from polyspeech_cli.data.corpora import prepare_lhotse_corpus
+        from polyspeech_cli.data.corpora import (
+            corpus_input_files,
+            prepare_lhotse_corpus,
+        )
         from polyspeech_cli.prepare import run_prepare
 
         opts = _options(data_dir, corpus or name, "1,0,0", sample_rate, text_norm, skip_bad, 0, 1, audio_check, force)
-        run_prepare(name, lambda bad: prepare_lhotse_corpus(name, Path(corpus_dir).resolve(), bad, download, subset, audio_check), opts, {"corpus_dir": Path(corpus_dir).resolve(), "subset": subset})
+        root = Path(corpus_dir).resolve()
+        # the index files are listed once the corpus is read (a --download creates them)
+        run_prepare(name, lambda bad: prepare_lhotse_corpus(name, root, bad, download, subset, audio_check), opts,
+                    {"corpus_dir": root, "subset": subset}, lambda: corpus_input_files(name, root))
 
     command.__doc__ = f"Prepare {name} with Lhotse's recipe (its own train/dev/test parts)."
     return cli_command(command)

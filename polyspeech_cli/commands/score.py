@@ -37,27 +37,48 @@ def compare(
     notes: Annotated[Optional[Path], typer.Option("--notes", help="Markdown appended at the end (e.g. what limits the numbers).")] = None,
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="LABEL=scores.json of a reference that is not a system "
                                                                                 "(e.g. real tokens resynthesized), shown in its own table (repeatable).")] = None,
+    tts_asr: Annotated[Optional[list[str]], typer.Option("--tts-asr", help="LABEL=DECODE_DIR (or scores.json): the ASR decode of system/reference "
+                                                                           "LABEL's synthesized audio, its TTS CER (repeatable).")] = None,
+    bars: Annotated[Optional[Path], typer.Option("--bars", help="YAML of the recipe's quality bars (e.g. egs/mini/conf/quality_bars.yaml); "
+                                                               "without it there is no bar table.")] = None,
 ) -> None:
     """The paper's table (ASR CER, TTS SECS, TTS CER, LID and GID accuracy, one column per system),
-    the quality bars, the LID/GID confusion matrices and, with --lm-dir, training budgets and curves."""
+    with --bars the quality bars, the LID/GID confusion matrices and, with --lm-dir, training budgets and curves."""
     from polyspeech_cli.errors import PolyspeechError, require_file
     from polyspeech_cli.fileio import atomic_write_text
     from polyspeech_cli.lm.summary import budget_table, plot_curves
     from polyspeech_cli.score.classify import plot_confusions
-    from polyspeech_cli.score.compare import compare_table, confusion_panels, load_systems, metrics, quality_bars
+    from polyspeech_cli.score.compare import (
+        compare_table,
+        confusion_panels,
+        load_bars,
+        load_systems,
+        metrics,
+        quality_bars,
+        tts_asr_metrics,
+    )
     from polyspeech_cli.score.report import environment
 
-    def labelled(specs: list[str]) -> dict[str, Path]:
+    def labelled(specs: list[str], option: str, example: str) -> dict[str, Path]:
         pairs = [s.partition("=") for s in specs]
         if any(not label or not path for label, _, path in pairs):
-            raise PolyspeechError("each system/reference is LABEL=path/to/scores.json (e.g. multitask=exp/lm_multi/scores.json)")
+            raise PolyspeechError(f"each {option} is LABEL=PATH (e.g. {example})")
         return {label: Path(path) for label, _, path in pairs}
 
-    paths = labelled(systems)
-    references = {label: metrics(s) for label, s in load_systems(labelled(reference or [])).items()}
+    paths = labelled(systems, "system", "multitask=exp/lm_multi/scores.json")
+    reference_paths = labelled(reference or [], "--reference", "resynth=exp/resynth/scores.json")
+    judged = labelled(tts_asr or [], "--tts-asr", "multitask=exp/lm_asr/decode_asr_tts_multi")
+    unknown = sorted(set(judged) - set(paths) - set(reference_paths))
+    if unknown:
+        raise PolyspeechError(f"--tts-asr {unknown[0]}=...: no system or --reference is labelled '{unknown[0]}' "
+                              f"(labels: {', '.join([*paths, *reference_paths])})")
+    quality = load_bars(bars) if bars else None
+    references = {label: metrics(s, str(reference_paths[label])) for label, s in load_systems(reference_paths).items()}
     notes_text = require_file(notes, "notes file", "fix --notes").read_text(encoding="utf-8") if notes else ""
     scores = load_systems(paths)
-    columns = {label: metrics(s) for label, s in scores.items()}
+    columns = {label: metrics(s, str(paths[label])) for label, s in scores.items()}
+    for label, path in judged.items():
+        (columns if label in columns else references)[label].update(tts_asr_metrics(path))
     table = compare_table(columns)
     parts = [f"# RESULTS\n\n## Environment\n\n{environment()}\n## {title}\n\n{table}"]
     if lm_dirs:
@@ -71,7 +92,8 @@ def compare(
         parts.append(f"\n![LID and GID confusion matrices]({png.name})\n")
     for label, ref in references.items():
         parts.append(f"\n## Reference: {label}\n\n{compare_table({label: ref}, only_present=True)}")
-    parts.append(f"\n## Quality bars\n\n{quality_bars(columns)}")
+    if quality is not None:
+        parts.append(f"\n## Quality bars\n\n{quality_bars(columns, quality)}")
     if lm_dirs:
         parts.append(f"\n## Training budgets\n\n{budget_table(lm_dirs)}")
     if notes_text:

@@ -16,11 +16,12 @@ def extract_tokens(
     out_dir: Path | None = typer.Option(None, "--out-dir", "-o", help="Output dir (default data/<type>/); manifests keep their file names."),
     model: str | None = typer.Option(None, help="hubert: local model dir or cached hub id (facebook/hubert-base-ls960, TencentGameMate/chinese-hubert-base)."),
     layer: int = typer.Option(9, help="hubert: hidden layer to take (0 = CNN output)."),
-    checkpoint: Path | None = typer.Option(None, help="sset: codec checkpoint (exp/codec/codec.pt); encodec: encodec_24khz-d7cc33bc.th."),
+    checkpoint: Path | None = typer.Option(None, help="sset: codec model (exp/codec/model.safetensors, or the exp dir); encodec: encodec_24khz-d7cc33bc.th."),
     bandwidth: float = typer.Option(6.0, help="encodec: kbps (1.5, 3, 6, 12, 24 → 2, 4, 8, 16, 32 codebooks)."),
     k: int = typer.Option(2048, "--k", help="kmeans: number of clusters."),
-    centroids: Path | None = typer.Option(None, help="kmeans: centroids file (default <out-dir>/kmeans_centroids.pt; fitted if missing)."),
+    centroids: Path | None = typer.Option(None, help="kmeans: centroids file (default <out-dir>/kmeans_centroids.safetensors; fitted if missing)."),
     num_codebooks: int | None = typer.Option(None, help="sset: keep only the first N codebooks (default all)."),
+    num_mel_bins: int = typer.Option(80, help="fbank: number of mel bins."),
     batch_size: int = typer.Option(8, help="hubert: utterances per forward pass."),
     device: str = typer.Option("auto", help="auto (cuda when available) | cpu | cuda."),
 ) -> None:
@@ -28,7 +29,7 @@ def extract_tokens(
     from polyspeech_cli.tokens.extract import ExtractOptions, extract
 
     opts = ExtractOptions(type=type, out_dir=(out_dir or Path("data") / type).resolve(), model=model, layer=layer, checkpoint=checkpoint,
-                          bandwidth=bandwidth, k=k, centroids=centroids, num_codebooks=num_codebooks, batch_size=batch_size,
+                          bandwidth=bandwidth, k=k, centroids=centroids, num_codebooks=num_codebooks, num_mel_bins=num_mel_bins, batch_size=batch_size,
                           device=device)
     extract(cuts, opts)
 

@@ -14,11 +14,12 @@ def train_vocoder(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config, e.g. conf/vocoder_tiny.yaml."),
     train_cuts: Path = typer.Option(..., "--train-cuts", help="Lhotse cuts with audio and features (from `extract-tokens --type fbank|hubert`)."),
     dev_cuts: Path = typer.Option(None, "--dev-cuts", help="Dev cuts: mel L1/MSE, speaker similarity, dev_mel.png."),
-    exp_dir: Path = typer.Option(..., "--exp-dir", help="Output: config.yaml, ckpt/, model.pt, train_log.csv, dev_mel.png."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --exp-dir."),
+    exp_dir: Path = typer.Option(..., "--exp-dir", help="Output: config.yaml, ckpt/, model.safetensors, train_log.csv, dev_mel.png."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --exp-dir (a finished identical run is skipped)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Override max_steps (decoder steps)."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N (overrides the config)."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
+    stop_at: int = typer.Option(None, "--stop-at", help="End this run at this step (checkpointed); continue later with --resume."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
 ) -> None:
     """Train the speech decoder: semantic features + a prompt's speaker embedding → mel spectrogram.
@@ -27,7 +28,8 @@ def train_vocoder(
     trained after the decoder. Use the result with polyspeech_cli.vocoder.synthesize.features_to_wave.
     """
     from polyspeech_cli.config import load_config
-    from polyspeech_cli.vocoder.train import VocoderConfig, train
+    from polyspeech_cli.vocoder.config import VocoderConfig
+    from polyspeech_cli.vocoder.train import train
 
     cfg = load_config(config, VocoderConfig, {"max_steps": max_steps, "device": device, "threads": threads})
-    train(cfg, train_cuts, dev_cuts, exp_dir, resume=resume, log=console.print, progress=not no_progress)
+    train(cfg, train_cuts, dev_cuts, exp_dir, resume=resume, log=console.print, progress=not no_progress, stop_at=stop_at)

@@ -13,8 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lhotse import RecordingSet, SupervisionSet
-from lhotse.recipes import download_aishell, download_librispeech, prepare_aishell, prepare_commonvoice, prepare_librispeech
-from lhotse.recipes.commonvoice import download_commonvoice  # not re-exported by lhotse.recipes
+from lhotse.recipes import (
+    download_aishell,
+    download_librispeech,
+    prepare_aishell,
+    prepare_commonvoice,
+    prepare_librispeech,
+)
+from lhotse.recipes.commonvoice import (
+    download_commonvoice,  # not re-exported by lhotse.recipes
+)
 
 from polyspeech_cli.data.sources import Manifests
 from polyspeech_cli.data.text import read_text_lines
@@ -94,6 +102,18 @@ def prepare_commonvoice_corpus(corpus_dir: Path, bad: BadItems, download: bool =
         manifests = prepare_commonvoice(corpus_dir, output_dir=lhotse_out, languages=langs)
     flat = {f"{lang}_{split}": m for lang, splits in manifests.items() for split, m in splits.items()}
     return _relabel(flat, _commonvoice_language, _commonvoice_gender, bad)
+
+
+def corpus_input_files(name: str, corpus_dir: Path) -> list[Path]:
+    """The small index files of a Lhotse corpus that `prepare` stamps as its inputs (those present)."""
+    corpus_dir = Path(corpus_dir)
+    if name == "librispeech":
+        return [corpus_dir / "LibriSpeech" / "SPEAKERS.TXT", corpus_dir / "SPEAKERS.TXT"]
+    if name == "aishell":
+        return [corpus_dir / "resource_aishell" / "speaker.info", *sorted((corpus_dir / "data_aishell" / "transcript").glob("*.txt"))]
+    if name == "commonvoice":
+        return sorted(corpus_dir.glob("*/*.tsv"))
+    return []
 
 
 def prepare_lhotse_corpus(name: str, corpus_dir: Path, bad: BadItems, download: bool, subset: str, audio_check: str) -> Manifests:

@@ -7,12 +7,29 @@ import subprocess
 from pathlib import Path
 
 import soundfile as sf
-from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse import (
+    AudioSource,
+    Recording,
+    RecordingSet,
+    SupervisionSegment,
+    SupervisionSet,
+)
 
 from polyspeech_cli.data.sources import UNSPLIT, Manifests
 from polyspeech_cli.data.text import read_text_lines
-from polyspeech_cli.data.validate import BadItems, gender_label, language_code, positive_duration, probe_recording
-from polyspeech_cli.errors import BadItemError, PolyspeechError, require_dir, require_file
+from polyspeech_cli.data.validate import (
+    BadItems,
+    gender_label,
+    language_code,
+    positive_duration,
+    probe_recording,
+)
+from polyspeech_cli.errors import (
+    BadItemError,
+    PolyspeechError,
+    require_dir,
+    require_file,
+)
 
 
 def read_kaldi_map(path: Path, bad: BadItems) -> dict[str, str]:
@@ -48,6 +65,14 @@ def _kaldi_recording(reco_id: str, spec: str, root: Path, audio_check: str) -> R
     if not path.is_absolute() and not path.exists():
         path = root / spec
     return probe_recording(path, reco_id, decode=audio_check == "full")
+
+
+KALDI_FILES = ("wav.scp", "text", "utt2spk", "segments", "spk2gender", "utt2lang")
+
+
+def kaldi_input_files(data_dir: Path) -> list[Path]:
+    """The data dir's index files (what `prepare` stamps as its inputs; the audio is not listed)."""
+    return [Path(data_dir) / name for name in KALDI_FILES]
 
 
 def prepare_kaldi(data_dir: Path, bad: BadItems, language: str | None = None, audio_check: str = "full") -> Manifests:

@@ -15,12 +15,10 @@ only the missing files, so they are identical to those of a clean run.
 from __future__ import annotations
 
 import collections
-import dataclasses
-import json
 import contextlib
-import functools
+import dataclasses
 import itertools
-import math
+import json
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,14 +29,23 @@ from pathlib import Path
 import lhotse
 import numpy as np
 import soundfile as sf
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from polyspeech_cli.audio import resample
 from polyspeech_cli.data.espeak import pcm_to_float, synthesize_in_subprocess
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_path, atomic_write_text
 
 SPLITS = ("train", "dev", "test")
 STAMP_NAME = "synth_config.json"
+RESAMPLER = "lhotse Resample (sinc_interp_hann)"  # recorded in the stamp: audio made by another resampler is not resumed
 UNSPACED_LANGUAGES = {"zh"}  # written without spaces between words
 
 # ISO 639-1 code -> eSpeak-NG language voice. Adding a language needs a word list too.
@@ -222,49 +229,6 @@ def _trim(audio: np.ndarray, sample_rate: int, keep_s: float) -> np.ndarray:
     return np.pad(out, (max(-start, 0), max(end - audio.size, 0)))
 
 
-@functools.lru_cache(maxsize=8)
-def _polyphase_kernel(up: int, down: int, zeros: int = 16, rolloff: float = 0.95) -> tuple[np.ndarray, np.ndarray, int]:
-    """Hann-windowed sinc low-pass taps for each of the `up` output phases of an up/down resampler.
-
-    Returns (taps[up, n_taps], input offset of each phase's first tap, n_taps). Output sample n
-    sits at input position n * down / up; its taps cover `zeros` sinc zero crossings each side.
-    """
-    cutoff = 0.5 * min(1.0, up / down) * rolloff  # cycles per input sample: below both Nyquists
-    half = zeros / (2 * cutoff)  # half-width in input samples
-    k0 = -int(np.floor(half))
-    n_taps = 2 * int(np.ceil(half)) + 2
-    phase = np.arange(up)
-    frac = (phase * down % up) / up  # fractional part of each phase's input position
-    d = (k0 + np.arange(n_taps))[None, :] - frac[:, None]  # distance from each tap to the output instant
-    taps = 2 * cutoff * np.sinc(2 * cutoff * d) * np.where(np.abs(d) <= half, np.cos(np.pi * d / (2 * half)) ** 2, 0.0)
-    taps /= taps.sum(axis=1, keepdims=True)  # unit gain at DC for every phase
-    return taps.astype(np.float32), k0, n_taps
-
-
-def _resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
-    """Band-limited resampling with a polyphase windowed-sinc filter.
-
-    Plain numpy rather than torchaudio: the kernel is built once (torchaudio rebuilds it on each
-    call), and numpy's einsum has no thread pool, so it stays fast on a busy machine and
-    bit-for-bit deterministic.
-    """
-    if orig_sr == new_sr or audio.size == 0:
-        return audio.astype(np.float32)
-    g = math.gcd(orig_sr, new_sr)
-    up, down = new_sr // g, orig_sr // g
-    taps, k0, n_taps = _polyphase_kernel(up, down)
-    n_out = (audio.size * up + down - 1) // down
-    # Padding by -k0 on the left makes window i start at input sample i + k0.
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(audio.astype(np.float32), (-k0, n_taps)), n_taps)
-    out = np.empty(n_out, dtype=np.float32)
-    for phase in range(min(up, n_out)):
-        # Outputs phase, phase + up, ... start at input phase * down // up, then every `down` samples.
-        count = len(range(phase, n_out, up))
-        first = phase * down // up
-        out[phase::up] = np.einsum("mk,k->m", windows[first: first + count * down: down], taps[phase])
-    return out
-
-
 def _write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
@@ -330,13 +294,18 @@ def generate_synth(corpus_dir: Path, config: SynthConfig, show_progress: bool = 
                     path = _audio_path(corpus_dir, utt)
                     if not path.is_file():
                         audio = _trim(pcm_to_float(pcm), native_sr, config.trim_keep_s)
-                        _write_flac(path, _resample(audio, native_sr, config.sample_rate), config.sample_rate)
+                        _write_flac(path, resample(audio, native_sr, config.sample_rate), config.sample_rate)
             for utt in block:
                 recording, supervision = _manifest(corpus_dir, utt, config.sample_rate)
                 recordings[utt.split].append(recording)
                 supervisions[utt.split].append(supervision)
                 progress.advance(task)
     return {s: (lhotse.RecordingSet.from_recordings(recordings[s]), lhotse.SupervisionSet.from_segments(supervisions[s])) for s in SPLITS}
+
+
+def synth_input_files(corpus_dir: Path) -> list[Path]:
+    """What `prepare synth` stamps as its input: the corpus's config stamp (gone = corpus deleted)."""
+    return [Path(corpus_dir) / STAMP_NAME]
 
 
 def _check_stamp(corpus_dir: Path, config: SynthConfig) -> None:
@@ -346,6 +315,8 @@ def _check_stamp(corpus_dir: Path, config: SynthConfig) -> None:
     under names whose text has changed.
     """
     stamp = {k: v for k, v in dataclasses.asdict(config).items() if k != "num_workers"}  # the only field that does not change the output
+    # The resampler (native eSpeak rate -> sample_rate) changes the samples too: polyspeech_cli.audio.resample.
+    stamp["resampler"] = RESAMPLER
     stamp = json.loads(json.dumps(stamp))  # compare as JSON types (a tuple of languages equals a list)
     path = corpus_dir / STAMP_NAME
     if path.is_file():

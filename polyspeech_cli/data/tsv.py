@@ -12,10 +12,26 @@ from lhotse import RecordingSet, SupervisionSegment, SupervisionSet
 
 from polyspeech_cli.data.sources import UNSPLIT, Manifests
 from polyspeech_cli.data.text import read_text_lines
-from polyspeech_cli.data.validate import BadItems, gender_label, language_code, positive_duration, probe_recording
-from polyspeech_cli.errors import BadItemError, PolyspeechError, require_dir, require_file
+from polyspeech_cli.data.validate import (
+    BadItems,
+    gender_label,
+    language_code,
+    positive_duration,
+    probe_recording,
+)
+from polyspeech_cli.errors import (
+    BadItemError,
+    PolyspeechError,
+    require_dir,
+    require_file,
+)
 
 COLUMNS = ("utt_id", "path", "speaker", "gender", "language", "duration", "text")
+
+
+def tsv_input_files(corpus_dir: Path) -> list[Path]:
+    """What `prepare` stamps as its inputs: the manifest.tsv (the audio files it lists are not stamped)."""
+    return [Path(corpus_dir) / "manifest.tsv"]
 
 
 def prepare_tsv(corpus_dir: Path, bad: BadItems, audio_check: str = "full") -> Manifests:

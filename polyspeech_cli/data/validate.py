@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TypeVar
 import pycountry
 from lhotse import Recording
 
+from polyspeech_cli.audio import error_reason, wav_header_frames
 from polyspeech_cli.errors import BadItemError
 
 T = TypeVar("T")
@@ -66,15 +66,6 @@ def positive_duration(value: str | float, where: str) -> float:
     return duration
 
 
-def _wav_header_frames(path: Path) -> int | None:
-    """Frames announced by a PCM WAV header (libsndfile silently trusts the file size instead)."""
-    try:
-        with wave.open(str(path)) as w:
-            return w.getnframes()
-    except (wave.Error, EOFError, OSError):
-        return None
-
-
 def probe_recording(path: Path, recording_id: str, decode: bool = True) -> Recording:
     """Make a Lhotse Recording for `path`; with `decode`, read every sample to catch corrupt files."""
     path = Path(path)
@@ -84,24 +75,15 @@ def probe_recording(path: Path, recording_id: str, decode: bool = True) -> Recor
     try:
         recording = Recording.from_file(path, recording_id=recording_id)
     except Exception as e:  # lhotse wraps every backend's failure in its own error types
-        raise BadItemError(f"{path}: not a readable audio file ({_first_reason(e)}); {fix}") from None
+        raise BadItemError(f"{path}: not a readable audio file ({error_reason(e)}); {fix}") from None
     if recording.num_samples <= 0:
         raise BadItemError(f"{path}: audio file has no samples; {fix}")
     if decode:
-        header = _wav_header_frames(path) if path.suffix.lower() == ".wav" else None
+        header = wav_header_frames(path) if path.suffix.lower() == ".wav" else None
         if header is not None and header > recording.num_samples:
             raise BadItemError(f"{path}: truncated WAV ({recording.num_samples} of {header} samples present); {fix}")
         try:
             recording.load_audio()
         except Exception as e:
-            raise BadItemError(f"{path}: corrupt or truncated audio ({_first_reason(e)}); {fix}") from None
+            raise BadItemError(f"{path}: corrupt or truncated audio ({error_reason(e)}); {fix}") from None
     return recording
-
-
-def _first_reason(e: Exception) -> str:
-    """The most specific line of a (possibly multi-backend) audio error."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for ln in lines:
-        if "Error" in ln and ":" in ln and not ln.startswith(("Reading audio", "Fetching info")):
-            return ln.split(": ")[-1][:120]
-    return (lines[0] if lines else type(e).__name__)[:120]

@@ -50,7 +50,7 @@ def tts_rtf(lm: lm_io.LoadedLM, cuts_path: Path, codec: Path | None, vocoder: Pa
 
     from polyspeech_cli.decode.run import pick_prompts
     from polyspeech_cli.decode.tts import SpeechBackend, TTSOptions, find_codec, find_vocoder, generate_speech
-    from polyspeech_cli.tokens.audio import cut_audio
+    from polyspeech_cli.audio import cut_audio
 
     cuts = CutSet.from_file(cuts_path).to_eager()
     sel = [c for c in cuts if c.supervisions and c.supervisions[0].text][:max_cuts]

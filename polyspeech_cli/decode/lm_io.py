@@ -7,7 +7,6 @@ A change of the LM's API (`polyspeech_cli/lm/`) should only ever touch this modu
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import numpy as np
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.lm.data import normalize_features, tts_input_ids
+from polyspeech_cli.lm.data import normalize_features, to_device
+from polyspeech_cli.lm.tasks import TASKS, cut_input, make_batch, tts_input_ids
 
 # Features computed on the fly (transcribe, ASR on synthesized audio) must match training. The LM
 # exp dir does not record how its features were made, so `<exp>/features.json` may say it; else
@@ -25,7 +25,7 @@ DEFAULT_FEATURES = {"type": "fbank", "num_mel_bins": 80, "sampling_rate": 16000,
 
 @dataclass
 class LoadedLM:
-    model: object  # PolySpeechLM (eval mode, CPU)
+    model: object  # PolySpeechLM (eval mode)
     vocab: object  # Vocab
     cfg: object  # TrainConfig
     exp_dir: Path
@@ -42,15 +42,12 @@ class LoadedLM:
 
     def rate(self, task: str) -> float:
         """Output tokens per input item measured on the training data (1.0 if unknown)."""
-        from polyspeech_cli.lm.vocab import TASKS
-
         return float(self.model.rates[TASKS.index(task)])
 
 
 def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
     """Model, vocabulary and config of an LM exp dir; every missing piece is a one-line error."""
-    from polyspeech_cli.lm.checkpoint import list_checkpoints
-    from polyspeech_cli.lm.checkpoint import load_model
+    from polyspeech_cli.lm.checkpoint import default_model, load_model
 
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
@@ -58,8 +55,7 @@ def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
     for name in ("config.yaml", "vocab.json"):
         if not (exp_dir / name).is_file():
             raise PolyspeechError(f"{exp_dir / name} is missing: {exp_dir} is not a trained LM exp dir (run `polyspeech train lm`)")
-    ckpts = list_checkpoints(exp_dir)
-    path = Path(checkpoint) if checkpoint else (ckpts[-1] if ckpts else None)
+    path = Path(checkpoint) if checkpoint else default_model(exp_dir)  # EXP/model.safetensors, else the newest ckpt
     if path is None or not path.is_file():
         raise PolyspeechError(f"no LM checkpoint {'at ' + str(path) if path else 'in ' + str(exp_dir / 'ckpt')} "
                               "(train first, or pass --checkpoint)")
@@ -89,27 +85,11 @@ def require_task(lm: LoadedLM, task: str) -> None:
         raise PolyspeechError(f"the LM in {lm.exp_dir} has no speech tokens in its vocabulary (train it with --speech-tokens sset)")
 
 
-# ---- token ranges ----------------------------------------------------------------------------------
-def output_range(lm: LoadedLM, task: str) -> tuple[int, int]:
-    """[lo, hi) of the ids a task may emit (besides <eos>)."""
-    v = lm.vocab
-    return {"asr": (v.text_offset, v.speech_offset), "tts": (v.speech_offset, v.lang_offset),
-            "lid": (v.lang_offset, v.gender_offset), "gid": (v.gender_offset, v.size)}[task]
-
-
-def eos_id(lm: LoadedLM) -> int:
-    return lm.vocab.eos
-
-
+# ---- token layout --------------------------------------------------------------------------------
 def speech_layout(lm: LoadedLM) -> tuple[int, int, int]:
     """(offset, codebook size, codebooks per frame) of the speech-token range."""
     v = lm.vocab
     return v.speech_offset, v.speech_codebook_size, max(1, v.speech_codebooks)
-
-
-def class_labels(lm: LoadedLM, task: str) -> list[str]:
-    lo, hi = output_range(lm, task)
-    return [lm.vocab.class_name(i) for i in range(lo, hi)]
 
 
 def decode_text(lm: LoadedLM, ids: list[int]) -> str:
@@ -174,10 +154,9 @@ def wave_features(lm: LoadedLM, wave: np.ndarray, sr: int) -> np.ndarray:
     target = int(info["sampling_rate"])
     wave = np.asarray(wave, dtype=np.float32)
     if sr != target:
-        from scipy.signal import resample_poly
+        from polyspeech_cli.audio import resample
 
-        g = math.gcd(int(sr), target)
-        wave = resample_poly(wave, target // g, int(sr) // g).astype(np.float32)
+        wave = resample(wave, int(sr), target)
     return Fbank(FbankConfig(num_mel_bins=int(info["num_mel_bins"]), device="cpu")).extract(wave, target)
 
 
@@ -190,13 +169,13 @@ def cut_features(lm: LoadedLM, cut) -> np.ndarray:
             raise PolyspeechError(f"cut '{cut.id}': cannot load its features from {cut.features.storage_path} ({e})") from e
     if not cut.has_recording:
         raise PolyspeechError(f"cut '{cut.id}' has neither features nor audio (pass a manifest from `polyspeech prepare`)")
-    from polyspeech_cli.tokens.audio import cut_audio
+    from polyspeech_cli.audio import cut_audio
 
     return wave_features(lm, cut_audio(cut), cut.sampling_rate)
 
 
 def _normalise(lm: LoadedLM, x: np.ndarray) -> torch.Tensor:
-    return normalize_features(torch.from_numpy(np.asarray(x, dtype=np.float32)), lm.cfg.data, lm.model.feat_stats)
+    return normalize_features(torch.as_tensor(np.asarray(x, dtype=np.float32)), lm.cfg.data, lm.model.feat_stats.cpu())
 
 
 def min_input_frames(lm: LoadedLM) -> int:
@@ -209,47 +188,24 @@ def min_input_frames(lm: LoadedLM) -> int:
 
 # ---- batches ---------------------------------------------------------------------------------------
 def build_batch(lm: LoadedLM, task: str, items: list[dict]) -> dict:
-    """The decoding batch `<task> input <sep>` of each item.
-
-    An item holds `feats` (T, D) continuous features, or `tokens` (discrete speech, for a
-    tokens-input LM), or `text_ids` (TTS). Returns the LM's batch dict plus `n_in` (input items).
-    """
-    v, m = lm.vocab, lm.model
-    prefix, feats, n_in = [], [], []
-    for it in items:
-        pre = [v.task_id(task)]
-        if task == "tts":
-            pre += it["text_ids"]
-            n_in.append(len(it["text_ids"]))
-        elif "tokens" in it:
-            pre += v.speech_ids(it["tokens"])
-            n_in.append(len(pre) - 1)
-        else:
-            f = _normalise(lm, it["feats"])
-            feats.append(f)
-            n_in.append(m.adapter.out_len(f.shape[0]))
-        prefix.append(torch.tensor(pre))
-    batch = {"task": task, "prefix": prefix, "suffix": [torch.tensor([v.sep]) for _ in items], "feats": None, "n_in": n_in}
-    if feats:
-        batch["feat_lens"] = torch.tensor([f.shape[0] for f in feats])
-        batch["feats"] = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-    return batch
+    """The decoding batch `<task> input <sep>` of each item (see lm/tasks.py:make_batch)."""
+    out_len = lm.model.adapter.out_len if lm.model.adapter is not None else (lambda n: n)
+    return make_batch(lm.vocab, task, items, normalise=lambda x: _normalise(lm, x), out_len=out_len)
 
 
 def cut_item(lm: LoadedLM, task: str, cut) -> dict:
     """A decoding item from a cut (features or tokens, per the LM's `speech_input`)."""
     if task == "tts":
         s = cut.supervisions[0] if cut.supervisions else None
-        return {"text_ids": text_ids(lm, s.text if s else "", s.language if s else None, f"cut '{cut.id}'", strict=False)}
-    if lm.speech_input == "tokens":
+        text_ids(lm, s.text if s else "", s.language if s else None, f"cut '{cut.id}'", strict=False)  # refuse what it cannot read
+    elif lm.speech_input == "tokens":
         key = lm.cfg.data.speech_tokens
         if not cut.has_custom(key):
             raise PolyspeechError(f"cut '{cut.id}' has no '{key}' tokens, which this LM reads (run `polyspeech extract-tokens --type {key}`)")
-        return {"tokens": cut.load_custom(key)}
-    x = cut_features(lm, cut)
-    if x.shape[0] < min_input_frames(lm):
-        raise PolyspeechError(f"cut '{cut.id}' is too short ({x.shape[0]} frames) for the LM's speech adapter")
-    return {"feats": x}
+    item = cut_input(lm.vocab, task, lm.cfg.data, cut, load_features=lambda c: cut_features(lm, c))
+    if "feats" in item and item["feats"].shape[0] < min_input_frames(lm):
+        raise PolyspeechError(f"cut '{cut.id}' is too short ({item['feats'].shape[0]} frames) for the LM's speech adapter")
+    return item
 
 
 # ---- stepping the model ----------------------------------------------------------------------------
@@ -264,7 +220,8 @@ class Session:
 
     def __init__(self, lm: LoadedLM, batch: dict, use_cache: bool = True) -> None:
         self.m, self.use_cache = lm.model, use_cache
-        self.batch = batch
+        self.device = next(lm.model.parameters()).device
+        self.batch = to_device(batch, self.device)
 
     @torch.no_grad()
     def prefill(self) -> torch.Tensor:
@@ -272,7 +229,7 @@ class Session:
         m = self.m
         x, mask, spans, pos = m.embed(self.batch)
         self.lens = mask.sum(1)
-        rows = torch.arange(x.shape[0])
+        rows = torch.arange(x.shape[0], device=self.device)
         self.next_pos = (pos[rows, self.lens - 1] + 1)[:, None]
         self.mask, self.spans = mask, spans
         out = m.llm(inputs_embeds=x, attention_mask=m.attention_mask(mask, spans), position_ids=pos, use_cache=self.use_cache)
@@ -280,10 +237,11 @@ class Session:
             self.cache = out.past_key_values
         else:
             self.x, self.pos = x, pos
-        return out.logits[rows, self.lens - 1].float()
+        return out.logits[rows, self.lens - 1].float().cpu()
 
     def select(self, idx: torch.Tensor) -> None:
         """Keep/duplicate/reorder rows (beam search): row i becomes old row idx[i]."""
+        idx = idx.to(self.device)
         self.mask, self.next_pos = self.mask[idx], self.next_pos[idx]
         self.spans = [self.spans[int(i)] for i in idx]
         if self.use_cache:
@@ -295,17 +253,18 @@ class Session:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per row (N,); logits (N, V) for the next one."""
         m = self.m
+        tokens = tokens.to(self.device)
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
         pos = self.next_pos
         self.next_pos = self.next_pos + 1
         if self.use_cache:
             out = m.llm(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=pos, past_key_values=self.cache, use_cache=True)
             self.cache = out.past_key_values
-            return out.logits[:, -1].float()
+            return out.logits[:, -1].float().cpu()
         self.x = torch.cat([self.x, m.llm.get_input_embeddings()(tokens[:, None])], dim=1)
         self.pos = torch.cat([self.pos, pos], dim=1)
         out = m.llm(inputs_embeds=self.x, attention_mask=m.attention_mask(self.mask, self.spans), position_ids=self.pos, use_cache=False)
-        return out.logits[:, -1].float()
+        return out.logits[:, -1].float().cpu()
 
 
 @torch.no_grad()
@@ -318,9 +277,9 @@ def ctc_logprobs(lm: LoadedLM, batch: dict) -> tuple[torch.Tensor, torch.Tensor]
     m = lm.model
     if m.ctc_head is None or batch.get("feats") is None:
         return None
-    h, _, spans = m.hidden(batch)
+    h, _, spans = m.hidden(to_device(batch, next(m.parameters()).device))
     logp, lens = m.ctc_logprobs(h, spans)
-    return logp.float(), lens.cpu()
+    return logp.float().cpu(), lens.cpu()
 
 
 def ctc_class_offset(lm: LoadedLM) -> int:

@@ -148,7 +148,7 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
 def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, prompts: dict, fixed_prompt, progress: bool) -> list[dict]:
     import soundfile as sf
 
-    from polyspeech_cli.tokens.audio import cut_audio
+    from polyspeech_cli.audio import cut_audio
     from polyspeech_cli.console import make_progress
 
     rows: list[dict] = []
@@ -226,18 +226,13 @@ def _write_outputs(task: str, rows: list[dict], tmp: Path, out: Path) -> None:
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """A mono float32 waveform of an audio file, or a one-line error."""
-    import soundfile as sf
+    from polyspeech_cli.audio import read_audio as read
 
     path = Path(path)
-    if not path.is_file():
-        raise PolyspeechError(f"audio file not found: {path}")
-    try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:
-        raise PolyspeechError(f"{path}: not a readable audio file ({type(e).__name__}); pass WAV/FLAC") from e
+    wave, sr = read(path, "audio file", "pass an existing WAV/FLAC file")
     if wave.shape[0] < 0.1 * sr:
         raise PolyspeechError(f"{path}: only {wave.shape[0] / sr:.2f} s of audio (too short to transcribe)")
-    return wave.mean(axis=1), sr
+    return wave, sr
 
 
 # ---- one-off use: transcribe files, synthesize one sentence -------------------------------------

@@ -29,14 +29,15 @@ class TTSOptions:
 
 
 def find_codec(codec: Path | None, lm_exp: Path, cuts=None) -> Path:
-    """The SSET codec checkpoint: --codec (file or dir with codec.pt), else the one the cuts' tokens
-    were made with (`<token dir>/sset.json` `source`), else `<exp>/../codec/codec.pt`."""
+    """The SSET codec model: --codec (file, or exp dir with model.safetensors), else the one the
+    cuts' tokens were made with (`<token dir>/sset.json` `source`), else `<exp>/../codec/model.safetensors`."""
+    from polyspeech_cli.codec.checkpoint import model_path
+
     tried = []
     if codec is not None:
-        p = Path(codec)
-        p = p / "codec.pt" if p.is_dir() else p
+        p = model_path(codec)
         if not p.is_file():
-            raise PolyspeechError(f"SSET codec checkpoint not found: {p} (train one with `polyspeech train codec` or fix --codec)")
+            raise PolyspeechError(f"SSET codec model not found: {p} (train one with `polyspeech train codec` or fix --codec)")
         return p
     for cut in list(cuts or [])[:1]:
         if cut.has_custom("sset"):
@@ -48,7 +49,7 @@ def find_codec(codec: Path | None, lm_exp: Path, cuts=None) -> Path:
                     tried.append(src)
                     if src.is_file():
                         return src
-    default = Path(lm_exp).parent / "codec" / "codec.pt"
+    default = model_path(Path(lm_exp).parent / "codec")
     tried.append(default)
     if default.is_file():
         return default
@@ -57,10 +58,12 @@ def find_codec(codec: Path | None, lm_exp: Path, cuts=None) -> Path:
 
 
 def find_vocoder(vocoder: Path | None, lm_exp: Path) -> Path:
-    """The speech decoder exp dir (holding model.pt): --vocoder, else `<exp>/../vocoder`."""
+    """The speech decoder exp dir (holding model.safetensors): --vocoder, else `<exp>/../vocoder`."""
+    from polyspeech_cli.vocoder.checkpoint import MODEL
+
     d = Path(vocoder) if vocoder is not None else Path(lm_exp).parent / "vocoder"
-    if not (d / "model.pt").is_file():
-        raise PolyspeechError(f"TTS needs the speech decoder/vocoder, not found: {d / 'model.pt'} "
+    if not (d / MODEL).is_file():
+        raise PolyspeechError(f"TTS needs the speech decoder/vocoder, not found: {d / MODEL} "
                               "(train it with `polyspeech train vocoder`, or pass --vocoder DIR)")
     return d
 
@@ -83,7 +86,7 @@ class SpeechBackend:
         self.vocoder_dir = vocoder
         self.vocoder = load_vocoder(vocoder)
         if self.vocoder.feat_dim != int(self.meta["feat_dim"]):
-            raise PolyspeechError(f"{vocoder / 'model.pt'} reads {self.vocoder.feat_dim}-dim features but the codec {codec} "
+            raise PolyspeechError(f"{self.vocoder.path} reads {self.vocoder.feat_dim}-dim features but the codec {codec} "
                                   f"outputs {self.meta['feat_dim']}-dim ones: use a vocoder trained on the codec's feature type")
         self.lm = lm
 

@@ -1,5 +1,8 @@
-"""Checkpoints: everything needed to continue exactly (model, optimiser, scheduler, scaler,
-sampler positions, task-choice and torch RNG states), written atomically; keep the last K."""
+"""LM experiment files, the same layout as every trainer's: `EXP/ckpt/step-N.pt` (everything
+needed to continue exactly: model, optimiser, scheduler, scaler, sampler positions, task-choice and
+torch RNG states; tensors and plain values only, loaded with `weights_only=True`; the last K kept)
+and `EXP/model.safetensors` (the final weights + step, vocabulary fingerprint and feature dim in its
+JSON header; loading it never runs code). Written atomically."""
 
 from __future__ import annotations
 
@@ -9,12 +12,16 @@ from pathlib import Path
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.fileio import atomic_path
+from polyspeech_cli.fileio import load_model_file, load_torch_state, read_model_meta, save_model_file, save_torch_state
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.vocab import Vocab
 
+KIND = "polyspeech_lm"
+MODEL = "model.safetensors"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
+_WRITER = "polyspeech train lm"
+_FIX = "train first with `polyspeech train lm`, or pass another --checkpoint"
 
 
 def ckpt_dir(exp_dir: Path) -> Path:
@@ -31,16 +38,31 @@ def list_checkpoints(exp_dir: Path) -> list[Path]:
 def save_checkpoint(exp_dir: Path, step: int, state: dict, keep_last: int) -> Path:
     """Write `ckpt/step-N.pt` atomically, then delete all but the newest `keep_last`."""
     path = ckpt_dir(exp_dir) / f"step-{step:07d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch_state(path, state)
     for old in list_checkpoints(exp_dir)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path
 
 
+def rng_state(rng) -> list:
+    """A `random.Random` state as plain lists (what a weights-only checkpoint can hold)."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(rng, state) -> None:
+    version, internal, gauss = state
+    rng.setstate((version, tuple(internal), gauss))
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A training checkpoint (no vocabulary check)."""
+    return load_torch_state(path, None, "LM checkpoint", _FIX, _WRITER)
+
+
 def load_checkpoint(path: Path, vocab_fingerprint: str) -> dict:
     """Load a checkpoint; a different vocabulary is an error (nothing is touched)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     if state.get("vocab_fingerprint") != vocab_fingerprint:
         raise PolyspeechError(
             f"{path} was trained with a different vocabulary (fingerprint {state.get('vocab_fingerprint')} != {vocab_fingerprint} "
@@ -55,20 +77,39 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
         raise PolyspeechError(f"no checkpoints to average in {out.parent} (train first)")
     avg: dict[str, torch.Tensor] = {}
     for p in paths:
-        model = torch.load(p, map_location="cpu", weights_only=False)["model"]
+        model = read_checkpoint(p)["model"]
         for k, v in model.items():
             if v.is_floating_point():
                 avg[k] = avg.get(k, torch.zeros_like(v, dtype=torch.float64)) + v.double() / len(paths)
             else:
                 avg[k] = v
-    last = torch.load(paths[-1], map_location="cpu", weights_only=False)
+    last = read_checkpoint(paths[-1])
     last["model"] = {k: v.to(last["model"][k].dtype) for k, v in avg.items()}
     last["averaged"] = [p.name for p in paths]
     for key in ("optimizer", "scheduler", "scaler"):
         last.pop(key, None)
-    with atomic_path(out) as tmp:
-        torch.save(last, tmp)
+    save_torch_state(out, last)
     return out
+
+
+def save_model(exp_dir: Path, model: PolySpeechLM, step: int, vocab_fingerprint: str, feat_dim: int) -> Path:
+    """Write the final model `EXP/model.safetensors` (the config is EXP/config.yaml, the vocabulary EXP/vocab.json)."""
+    path = Path(exp_dir) / MODEL
+    save_model_file(path, model.state_dict(), {"kind": KIND, "step": step, "vocab_fingerprint": vocab_fingerprint, "feat_dim": feat_dim})
+    return path
+
+
+def default_model(exp_dir: Path) -> Path | None:
+    """What decoding loads by default: `EXP/model.safetensors` unless a newer checkpoint exists
+    (a run continuing past it), else the newest checkpoint; None when there is neither."""
+    exp_dir = Path(exp_dir)
+    ckpts = list_checkpoints(exp_dir)
+    model = exp_dir / MODEL
+    if model.is_file():
+        step = read_model_meta(model, KIND, "LM model", _FIX, _WRITER).get("step", 0)
+        if not ckpts or int(_NAME.match(ckpts[-1].name).group(1)) <= int(step):  # type: ignore[union-attr]
+            return model
+    return ckpts[-1] if ckpts else None
 
 
 def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
@@ -76,17 +117,24 @@ def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
 
 
 def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeechLM, Vocab, TrainConfig]:
-    """Model (eval mode, CPU), vocabulary and config of an experiment; newest checkpoint by default."""
+    """Model (eval mode, CPU), vocabulary and config of an experiment; `checkpoint` is a
+    `ckpt/*.pt` or a `model.safetensors` file; by default `default_model(exp_dir)`."""
     from polyspeech_cli.config import load_config
 
     exp_dir = Path(exp_dir)
     cfg = load_config(exp_dir / "config.yaml", TrainConfig)
     vocab = Vocab.load(exp_dir / "vocab.json")
-    ckpts = list_checkpoints(exp_dir)
-    path = Path(checkpoint) if checkpoint else (ckpts[-1] if ckpts else None)
+    path = Path(checkpoint) if checkpoint else default_model(exp_dir)
     if path is None:
-        raise PolyspeechError(f"no checkpoint in {exp_dir / 'ckpt'} (train first, or pass --checkpoint)")
-    state = load_checkpoint(path, vocab.fingerprint)
+        raise PolyspeechError(f"no model in {exp_dir} ({MODEL} or ckpt/step-N.pt; train first, or pass --checkpoint)")
+    if path.suffix == ".safetensors":
+        weights, meta = load_model_file(path, KIND, "LM model", _FIX, _WRITER)
+        if meta.get("vocab_fingerprint") != vocab.fingerprint:
+            raise PolyspeechError(f"{path} was trained with a different vocabulary than {exp_dir / 'vocab.json'} "
+                                  f"(fingerprint {meta.get('vocab_fingerprint')} != {vocab.fingerprint}): retrain, or restore vocab.json")
+        state = {"model": weights, "feat_dim": meta["feat_dim"]}
+    else:
+        state = load_checkpoint(path, vocab.fingerprint)
     model = build_model(cfg, vocab, state["feat_dim"])
     state["model"].setdefault("rates", model.rates)  # checkpoints from before aligned positions
     state["model"].setdefault("feat_stats", model.feat_stats)  # ... and from before global CMVN

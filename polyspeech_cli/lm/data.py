@@ -8,7 +8,6 @@ resumed run sees exactly the batches the uninterrupted run would have seen.
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,8 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler
 
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.lm.vocab import TASKS, Vocab
-
-SPEECH_INPUT_TASKS = ("asr", "lid", "gid")
-LABEL_NAMES = {"asr": "`text` (and speech input)", "tts": "`text` and discrete speech tokens", "lid": "`language`", "gid": "`gender` (M/F)"}
+from polyspeech_cli.lm.tasks import LABEL_NAMES, cut_input, has_labels, make_batch, target_ids
+from polyspeech_cli.lm.vocab import Vocab
 
 
 @dataclass
@@ -56,58 +53,45 @@ def normalize_features(x: torch.Tensor, cfg: DataConfig, stats: torch.Tensor | N
 
 
 def feature_stats(cuts: CutSet, max_cuts: int = 1000) -> torch.Tensor:
-    """(2, D): mean and std of the features of (up to `max_cuts` of) `cuts`, for global CMVN."""
+    """(2, D): mean and std of the features of (the first `max_cuts` of) `cuts`, for global CMVN."""
+    from itertools import islice
+
     n, s, s2 = 0, 0.0, 0.0
-    for cut in list(cuts)[:max_cuts]:
+    for cut in islice(cuts, max_cuts):  # lazy cut sets: only these cuts are read
         x = torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float64))
         n, s, s2 = n + x.shape[0], s + x.sum(0), s2 + (x * x).sum(0)
     mean = s / max(n, 1)
     return torch.stack([mean, (s2 / max(n, 1) - mean**2).clamp_min(1e-10).sqrt()]).float()
 
 
-def tts_input_ids(vocab: Vocab, text: str, language: str | None, cfg: DataConfig) -> list[int]:
-    """The TTS input after `<tts>`: the language token (when configured and known), then the text units."""
-    lang = vocab.lang_id(language) if cfg.tts_language_token and language else None
-    return ([lang] if lang is not None else []) + vocab.encode_text(text)
-
-
-def _sup(cut):
-    return cut.supervisions[0] if cut.supervisions else None
-
-
-def has_labels(cut, task: str, cfg: DataConfig) -> bool:
-    """Does `cut` carry what `task` needs (label and the speech representation)?"""
-    s = _sup(cut)
-    if s is None:
-        return False
-    speech_in = cut.has_features if cfg.speech_input == "features" else cut.has_custom(cfg.speech_tokens or "")
-    if task == "asr":
-        return bool(s.text and s.text.strip()) and speech_in
-    if task == "tts":
-        return bool(s.text and s.text.strip()) and cfg.speech_tokens is not None and cut.has_custom(cfg.speech_tokens)
-    if task == "lid":
-        return bool(s.language) and speech_in
-    if task == "gid":
-        return s.gender in ("M", "F") and speech_in
-    raise PolyspeechError(f"unknown task '{task}' (choose from {', '.join(TASKS)})")
-
-
 def select_task_cuts(cuts: CutSet, tasks: list[str], cfg: DataConfig, manifest: Path, log=print) -> dict[str, CutSet]:
-    """Per task, the cuts carrying its labels within the duration limits; report what is dropped."""
-    too_long = [c for c in cuts if not cfg.min_cut_duration <= c.duration <= cfg.max_cut_duration]
-    if too_long:
-        log(f"{manifest}: dropped {len(too_long)} cuts outside [{cfg.min_cut_duration}, {cfg.max_cut_duration}] s "
-            f"({sum(c.duration for c in too_long) / 3600:.3f} h), e.g. {too_long[0].id} ({too_long[0].duration:.1f} s)")
-    kept = CutSet.from_cuts(c for c in cuts if cfg.min_cut_duration <= c.duration <= cfg.max_cut_duration)
-    out = {}
+    """Per task, the cuts carrying its labels within the duration limits; report what is dropped.
+
+    The result is lazy when `cuts` is (a filter over it, re-read on every pass), so a large
+    manifest is never held in memory; the checks take one pass over the cut metadata."""
+    def in_range(c) -> bool:
+        return cfg.min_cut_duration <= c.duration <= cfg.max_cut_duration
+
+    n_out, h_out, first_out = 0, 0.0, None
+    found = dict.fromkeys(tasks, False)
+    for c in cuts:
+        if not in_range(c):
+            n_out, h_out, first_out = n_out + 1, h_out + c.duration, first_out or c
+            continue
+        for task in tasks:
+            found[task] = found[task] or has_labels(c, task, cfg)
+    if n_out:
+        log(f"{manifest}: dropped {n_out} cuts outside [{cfg.min_cut_duration}, {cfg.max_cut_duration}] s "
+            f"({h_out / 3600:.3f} h), e.g. {first_out.id} ({first_out.duration:.1f} s)")
     for task in tasks:
-        sel = kept.filter(lambda c: has_labels(c, task, cfg)).to_eager()
-        if len(sel) == 0:
+        if not found[task]:
             extra = " and --speech-tokens / speech_tokens set" if task == "tts" else ""
             raise PolyspeechError(f"task '{task}' needs cuts with {LABEL_NAMES[task]}{extra}, but no cut in {manifest} has them "
                                   f"(drop '{task}' from --tasks or use a manifest with these labels)")
-        out[task] = sel
-    return out
+    from functools import partial
+
+    kept = cuts.filter(in_range)
+    return {task: kept.filter(partial(has_labels, task=task, cfg=cfg)) for task in tasks}
 
 
 def codebook_size(cuts: CutSet, cfg: DataConfig) -> int:
@@ -124,45 +108,17 @@ def codebook_size(cuts: CutSet, cfg: DataConfig) -> int:
 
 
 class TaskDataset:
-    """Lhotse-style map dataset: a CutSet (one sampler batch) -> the model's batch dict."""
+    """Lhotse-style map dataset: a CutSet (one sampler batch) -> the model's batch dict (see lm/tasks.py)."""
 
     def __init__(self, task: str, vocab: Vocab, cfg: DataConfig, stats: torch.Tensor | None = None) -> None:
         self.task, self.vocab, self.cfg, self.stats = task, vocab, cfg, stats
 
-    def _speech_tokens(self, cut) -> list[int]:
-        return self.vocab.speech_ids(cut.load_custom(self.cfg.speech_tokens))
-
-    def _feats(self, cut) -> torch.Tensor:
-        return normalize_features(torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32)), self.cfg, self.stats)
-
     def __getitem__(self, cuts: CutSet) -> dict:
-        v, task = self.vocab, self.task
-        prefix, suffix, feats, ctc = [], [], [], []
-        for cut in cuts:
-            s = _sup(cut)
-            pre = [v.task_id(task)]
-            if task == "tts":
-                pre += tts_input_ids(v, s.text, s.language, self.cfg)
-                out = self._speech_tokens(cut)
-            else:
-                if self.cfg.speech_input == "features":
-                    feats.append(self._feats(cut))
-                else:
-                    pre += self._speech_tokens(cut)
-                if task == "asr":
-                    out = v.encode_text(s.text)
-                    ctc.append(torch.tensor(out))
-                elif task == "lid":
-                    out = [v.lang_id(s.language) if v.lang_id(s.language) is not None else v.unk]
-                else:
-                    out = [v.gender_id(s.gender)]
-            prefix.append(torch.tensor(pre))
-            suffix.append(torch.tensor([v.sep] + out + [v.eos]))
-        batch = {"task": task, "prefix": prefix, "suffix": suffix, "ids": [c.id for c in cuts],
-                 "duration": sum(c.duration for c in cuts), "feats": None, "ctc_targets": ctc or None}
-        if feats:
-            batch["feat_lens"] = torch.tensor([f.shape[0] for f in feats])
-            batch["feats"] = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        v, task, cfg = self.vocab, self.task, self.cfg
+        cuts = list(cuts)
+        batch = make_batch(v, task, [cut_input(v, task, cfg, c) for c in cuts], [target_ids(v, task, c, cfg) for c in cuts],
+                           normalise=lambda x: normalize_features(x, cfg, self.stats))
+        batch["ids"], batch["duration"] = [c.id for c in cuts], sum(c.duration for c in cuts)
         return batch
 
 
@@ -181,12 +137,13 @@ class TaskStream:
     """An endless stream of batches (CutSets) for one task; restartable at (epoch, position)."""
 
     def __init__(self, cuts: CutSet, max_duration: float, num_buckets: int, seed: int, world_size: int = 1, rank: int = 0) -> None:
-        self.cuts, self.epoch, self.pos = cuts, 0, 0
-        # Manifests here are read eagerly (they are small next to the audio); silence Lhotse's hint.
-        warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly read CutSet")
+        # A lazy CutSet is streamed: the sampler holds at most its buffer (20000 cuts' metadata,
+        # Lhotse's default), never the whole manifest; counting the cuts is one metadata pass.
+        n = sum(1 for _ in cuts) if cuts.is_lazy else len(cuts)
+        self.cuts, self.num_cuts, self.epoch, self.pos = cuts, n, 0, 0
         self.sampler = DynamicBucketingSampler(
-            cuts, max_duration=max_duration, num_buckets=max(2, min(num_buckets, len(cuts) // 4)), shuffle=True,
-            drop_last=False, seed=seed, world_size=world_size, rank=rank, num_cuts_for_bins_estimate=min(len(cuts), 5000),
+            cuts, max_duration=max_duration, num_buckets=max(2, min(num_buckets, n // 4)), shuffle=True,
+            drop_last=False, seed=seed, world_size=world_size, rank=rank, num_cuts_for_bins_estimate=min(n, 5000),
         )
         self._it = None
 
@@ -209,7 +166,7 @@ class TaskStream:
                     break
                 self.epoch, self.pos = self.epoch + 1, 0
                 self._start(0)
-        raise PolyspeechError(f"the sampler yields no batch ({len(self.cuts)} cuts): lower the number of processes or raise max_duration")
+        raise PolyspeechError(f"the sampler yields no batch ({self.num_cuts} cuts): lower the number of processes or raise max_duration")
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}

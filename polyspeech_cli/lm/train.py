@@ -23,11 +23,21 @@ import torch.distributed as dist
 from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler
 
-from polyspeech_cli.config import save_config
-from polyspeech_cli.training import CsvLog, autocast_dtype, optimizer_step, pick_device
+from polyspeech_cli.config import save_config, to_dict
+from polyspeech_cli.training import CsvLog, autocast_dtype, check_resume, mark_run, optimizer_step, pick_device, run_key
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.fileio import atomic_write_text
-from polyspeech_cli.lm.checkpoint import average_checkpoints, build_model, list_checkpoints, load_checkpoint, save_checkpoint
+from polyspeech_cli.lm.checkpoint import (
+    MODEL,
+    average_checkpoints,
+    build_model,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_model,
+    set_rng_state,
+)
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.data import (
     CMVN_SCOPES,
@@ -43,7 +53,8 @@ from polyspeech_cli.lm.data import (
 from polyspeech_cli.lm.evaluate import evaluate
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.plot import plot_losses
-from polyspeech_cli.lm.vocab import TASKS, Vocab, build_vocab
+from polyspeech_cli.lm.tasks import TASKS, check_task
+from polyspeech_cli.lm.vocab import Vocab, build_vocab
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -84,19 +95,26 @@ def alignment_rates(model: PolySpeechLM, vocab: Vocab, task_cuts: dict[str, CutS
     """Output tokens per input item on the training data (ASR: text units per speech position;
     TTS: speech tokens per text unit); used by `model.aligned_positions`."""
     rates = {}
-    if "asr" in task_cuts:
-        cuts = task_cuts["asr"]
-        n_in = sum(model.adapter.out_len(c.num_frames) if data_cfg.speech_input == "features" else _n_speech_tokens(c, data_cfg) for c in cuts)
-        rates["asr"] = sum(len(vocab.encode_text(c.supervisions[0].text)) for c in cuts) / max(n_in, 1)
-    if "tts" in task_cuts:
-        cuts = task_cuts["tts"]
-        rates["tts"] = sum(_n_speech_tokens(c, data_cfg) for c in cuts) / max(1, sum(len(vocab.encode_text(c.supervisions[0].text)) for c in cuts))
+    for task in ("asr", "tts"):
+        if task not in task_cuts:
+            continue
+        n_in = n_out = 0  # one pass over the (possibly lazy) cut set
+        for c in task_cuts[task]:
+            n_text = len(vocab.encode_text(c.supervisions[0].text))
+            if task == "asr":
+                n_in += model.adapter.out_len(c.num_frames) if data_cfg.speech_input == "features" else _n_speech_tokens(c, data_cfg)
+                n_out += n_text
+            else:
+                n_in, n_out = n_in + n_text, n_out + _n_speech_tokens(c, data_cfg)
+        rates[task] = n_out / max(n_in, 1)
     return rates
 
 
-def _load_cuts(path: Path, what: str) -> CutSet:
-    require_file(path, what, "run `polyspeech prepare` (and `extract-tokens`) first, or fix the path")
-    return CutSet.from_file(path)
+def _load_cuts(path: Path, what: str, fix: str = "run `polyspeech prepare` (and `extract-tokens`) first, or fix the path") -> CutSet:
+    """The manifest, read lazily (.jsonl/.jsonl.gz): each pass re-reads the file, so the cuts are
+    never all in memory at once; other formats are read eagerly."""
+    require_file(path, what, fix)
+    return CutSet.from_jsonl_lazy(path) if ".jsonl" in Path(path).suffixes else CutSet.from_file(path)
 
 
 def _feat_dim(task_cuts: dict[str, CutSet], data_cfg: DataConfig) -> int:
@@ -137,8 +155,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     schedule still spans `max_steps`), leaving a checkpoint to `--resume` from.
     """
     for t in cfg.tasks:
-        if t not in TASKS:
-            raise PolyspeechError(f"unknown task '{t}' in --tasks (choose from {', '.join(TASKS)})")
+        check_task(t, "--tasks")
     if cfg.data.cmvn_scope not in CMVN_SCOPES:
         raise PolyspeechError(f"data.cmvn_scope must be one of {', '.join(CMVN_SCOPES)}, got {cfg.data.cmvn_scope!r} (fix the config)")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -165,21 +182,24 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     with tempfile.TemporaryDirectory() as tmp:
         vocab = build_vocab(texts, langs, cfg.vocab, Path(tmp), cfg.data.speech_tokens if need_tokens else None,
                             cb_size, cfg.data.speech_codebooks if need_tokens else 0)
+        # Resume/skip: the one rule of all trainers (training.check_resume); the vocabulary is checked first.
         ckpts = list_checkpoints(exp_dir)
-        state = None
-        if resume and ckpts:
-            state = load_checkpoint(ckpts[-1], vocab.fingerprint)
-            if state["step"] >= cfg.max_steps and not vocab_only:
-                say(f"{exp_dir}: already trained for {state['step']} steps; nothing to do")
-                return {"step": state["step"], "metrics": {}, "param_checksum": 0.0}
-        elif ckpts and not resume:
-            raise PolyspeechError(f"{exp_dir} already holds checkpoints ({ckpts[-1].name}): pass --resume to continue, or use a new --exp-dir")
+        key = run_key(cfg, train_cuts)
+        state = load_checkpoint(ckpts[-1], vocab.fingerprint) if resume and ckpts else None
+        decision = check_resume(exp_dir, key, resume, ckpts[-1] if ckpts else None)
+        if decision == "skip" and not vocab_only:
+            say(f"{exp_dir}: already trained for {state['step']} steps with this config and data; nothing to do")
+            return {"step": state["step"], "metrics": {}, "param_checksum": 0.0}
+        if resume and not ckpts and not vocab_only:
+            say(f"--resume: no checkpoint in {exp_dir / 'ckpt'}, starting from scratch")
         if is_main:
             exp_dir.mkdir(parents=True, exist_ok=True)
             if vocab.spm_model:
                 (exp_dir / "text.model").write_bytes((Path(tmp) / "text.model").read_bytes())
             vocab.save(exp_dir / "vocab.json")
             save_config(cfg, exp_dir / "config.yaml")
+            if not vocab_only:
+                mark_run(exp_dir, key, finished=False)
             if cfg.data.speech_input == "features" and task_cuts.keys() - {"tts"}:
                 # How decoding computes the same features from audio (`transcribe`, ASR of TTS output).
                 c = next(iter(task_cuts[next(t for t in task_cuts if t != "tts")]))
@@ -192,11 +212,13 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     hours = {t: sum(c.duration for c in tc) / 3600 for t, tc in task_cuts.items()}
     probs = task_probabilities(hours, cfg.task_weights, cfg.task_temperature)
     say("tasks: " + ", ".join(f"{t} {hours[t]:.2f} h p={probs[t]:.2f}" for t in cfg.tasks))
-    dev = CutSet.from_file(require_file(Path(dev_cuts), "dev cuts", "fix --dev-cuts")).to_eager() if dev_cuts else None
+    dev = _load_cuts(Path(dev_cuts), "dev cuts", "fix --dev-cuts") if dev_cuts else None
     dev_tasks: dict[str, CutSet] = {}
     for t in cfg.tasks if dev is not None else []:
-        sel = dev.filter(lambda c, t=t: has_labels(c, t, cfg.data)).to_eager()
-        if len(sel):
+        from functools import partial
+
+        sel = dev.filter(partial(has_labels, task=t, cfg=cfg.data))  # lazy, as `dev`
+        if next(iter(sel), None) is not None:
             dev_tasks[t] = sel
         else:
             say(f"{dev_cuts}: no cut carries the labels of task '{t}': no dev loss for it")
@@ -232,7 +254,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
         for t, s in state["streams"].get(rank, state["streams"][0]).items():
             if t in streams:
                 streams[t].load_state_dict(s)
-        task_rng.setstate(state["task_rng"])
+        set_rng_state(task_rng, state["task_rng"])
         torch.set_rng_state(state["torch_rng"])
         if torch.cuda.is_available() and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -253,10 +275,10 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
         if is_main:
             save_checkpoint(exp_dir, step, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(), "streams": dict(enumerate(gathered)), "task_rng": task_rng.getstate(),
+                "scaler": scaler.state_dict(), "streams": dict(enumerate(gathered)), "task_rng": rng_state(task_rng),
                 "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "step": step, "task_steps": task_steps, "hours_seen": hours_seen, "vocab_fingerprint": vocab.fingerprint, "feat_dim": feat_dim,
-                "config": cfg, "world_size": world,
+                "config": to_dict(cfg), "world_size": world,
             }, cfg.keep_last)
 
     def validate() -> None:
@@ -277,7 +299,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     def run_eval() -> dict[str, float]:
         if dev is None or not is_main:
             return {}
-        m = evaluate(model, vocab, dev, cfg.tasks, cfg.data, device, cfg.eval_utts)
+        m = evaluate(model, vocab, cfg, dev, cfg.tasks, cfg.eval_utts, exp_dir=exp_dir)
         for k, v in m.items():
             csv_log.write(step=step, split="dev", task=k.split("_")[0], task_steps=task_steps.get(k.split("_")[0], ""), metric=k, value=v, elapsed_s=time.time() - t0)
         say(f"step {step} dev: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
@@ -335,6 +357,8 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     if cfg.valid_every and step % cfg.valid_every and step == cfg.max_steps:
         validate()  # the curves end at the last step
     if is_main:
+        save_model(exp_dir, model, step, vocab.fingerprint, feat_dim)
+        mark_run(exp_dir, key, finished=step >= cfg.max_steps, outputs=[exp_dir / MODEL], step=step)
         if cfg.average_last > 1:
             average_checkpoints(list_checkpoints(exp_dir)[-cfg.average_last :], exp_dir / "ckpt" / f"avg-{cfg.average_last}.pt")
         metrics = run_eval()

@@ -10,29 +10,29 @@ import itertools
 from collections import defaultdict
 
 import numpy as np
-import soundfile as sf
 
+from polyspeech_cli.audio import read_audio
 from polyspeech_cli.errors import PolyspeechError
 
 
 def _encoder():
     try:
         from resemblyzer import VoiceEncoder, preprocess_wav
+        from resemblyzer.hparams import sampling_rate
     except ImportError as e:
         raise PolyspeechError(f"TTS speaker similarity needs resemblyzer ({e}); install it with: pip install -e '.[eval]'") from None
-    return VoiceEncoder("cpu", verbose=False), preprocess_wav
+    return VoiceEncoder("cpu", verbose=False), preprocess_wav, int(sampling_rate)
 
 
 def embed_files(paths: list[str]) -> dict[str, np.ndarray]:
     """L2-normalised speaker embedding of each audio file."""
-    encoder, preprocess = _encoder()
+    encoder, preprocess, rate = _encoder()
     out = {}
     for p in dict.fromkeys(paths):
-        try:
-            wav, sr = sf.read(p, dtype="float32", always_2d=True)
-        except Exception as e:
-            raise PolyspeechError(f"{p}: cannot read audio for speaker similarity ({e})") from None
-        out[p] = encoder.embed_utterance(preprocess(wav.mean(axis=1), source_sr=sr))
+        wav, _ = read_audio(p, "audio for speaker similarity", "re-run the TTS decode that wrote it", sampling_rate=rate)
+        # source_sr=None: already at the encoder's rate (resampled by polyspeech_cli.audio), so resemblyzer
+        # does not resample again with its own (librosa) resampler
+        out[p] = encoder.embed_utterance(preprocess(wav, source_sr=None))
     return out
 
 

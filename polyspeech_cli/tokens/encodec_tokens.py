@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from lhotse.cut import Cut
 
+from polyspeech_cli.audio import cut_audio
 from polyspeech_cli.errors import PolyspeechError, require_file
-from polyspeech_cli.tokens.audio import cut_audio
 from polyspeech_cli.tokens.base import Extractor, NumpyFilesWriter
 
 BANDWIDTHS = (1.5, 3.0, 6.0, 12.0, 24.0)

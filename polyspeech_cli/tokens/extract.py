@@ -2,8 +2,10 @@
 
 Outputs for `<out_dir>/<name>.jsonl.gz` appear whole or not at all: arrays are written to a
 temporary storage path that is renamed into place just before the manifest (itself atomic), and
-everything partial is removed on error. A finished output (same cut ids, same extractor
-fingerprint, recorded in `<out_dir>/<type>.json`) is skipped.
+everything partial is removed on error. Each output has a stamp (polyspeech_cli.stamps,
+`<out_dir>/.<name>.extract.json`) whose key is the extractor's fingerprint and the identity of the
+input manifest and of the model files (codec checkpoint, k-means centroids); with the same key the
+output is skipped. `<out_dir>/<type>.json` describes the representation for the LM (not a stamp).
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 
 from polyspeech_cli.codec.data import read_cuts
-from polyspeech_cli.console import console
+from polyspeech_cli.console import console, make_progress
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_path, atomic_write_text
+from polyspeech_cli.stamps import (
+    changed_keys,
+    is_fresh,
+    jsonable,
+    read_stamp,
+    stamp_key,
+    write_stamp,
+)
 from polyspeech_cli.tokens.base import Extractor
-from polyspeech_cli.console import make_progress
 
 TYPES = ("fbank", "hubert", "encodec", "kmeans", "sset")
 
@@ -37,7 +46,7 @@ class ExtractOptions:
     checkpoint: Path | None = None  # encodec state dict / sset codec checkpoint
     bandwidth: float = 6.0  # encodec kbps
     k: int = 2048  # kmeans clusters
-    centroids: Path | None = None  # kmeans: default <out_dir>/kmeans_centroids.pt
+    centroids: Path | None = None  # kmeans: default <out_dir>/kmeans_centroids.safetensors
     num_codebooks: int | None = None  # sset: keep the first n books (default all)
     num_mel_bins: int = 80
     batch_size: int = 8
@@ -66,12 +75,12 @@ def make_extractor(opts: ExtractOptions) -> Extractor:
     if opts.type == "kmeans":
         from polyspeech_cli.tokens.kmeans_tokens import KMeansExtractor
 
-        return KMeansExtractor(opts.centroids or Path(opts.out_dir) / "kmeans_centroids.pt", opts.k)
+        return KMeansExtractor(opts.centroids or Path(opts.out_dir) / "kmeans_centroids.safetensors", opts.k)
     if opts.type == "sset":
         from polyspeech_cli.tokens.sset_tokens import SSETExtractor
 
         if opts.checkpoint is None:
-            raise PolyspeechError("--type sset needs --checkpoint exp/codec/codec.pt (train one with `polyspeech train codec`)")
+            raise PolyspeechError("--type sset needs --checkpoint exp/codec/model.safetensors (train one with `polyspeech train codec`)")
         return SSETExtractor(opts.checkpoint, opts.num_codebooks, opts.device)
     raise PolyspeechError(f"unknown --type '{opts.type}' (choose one of {', '.join(TYPES)})")
 
@@ -80,30 +89,28 @@ def manifest_stem(path: Path) -> str:
     return path.name.split(".")[0]
 
 
-def read_info(out_dir: Path, name: str) -> dict[str, Any]:
-    path = out_dir / f"{name}.json"
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError:
-        return {}
+def stamp_path(out: Path) -> Path:
+    """The stamp (polyspeech_cli.stamps) of one output manifest: `<out_dir>/.<stem>.extract.json`."""
+    return out.parent / f".{manifest_stem(out)}.extract.json"
 
 
-def is_done(out: Path, cuts: CutSet, ext: Extractor, info: dict[str, Any]) -> bool:
-    """The output exists, covers exactly these cuts, and was made by the same extractor setup."""
-    entry = info.get("manifests", {}).get(out.name)
-    if not out.is_file() or entry is None or entry.get("fingerprint") != _jsonable(ext.fingerprint()):
-        return False
-    try:
-        done = CutSet.from_file(out)
-        ids = [c.id for c in done]
-        has = all((c.has_features if ext.kind == "features" else ext.name in (c.custom or {})) for c in done)
-    except Exception:  # noqa: BLE001 - an unreadable old output just means: recompute
-        return False
-    return has and ids == [c.id for c in cuts]
+def model_files(opts: ExtractOptions, ext: Extractor) -> list[Path]:
+    """Files the output depends on besides the input manifest: the SSET codec / EnCodec checkpoint,
+    the k-means centroids (fitted by `ext.prepare` when missing)."""
+    if opts.type == "kmeans":
+        return [Path(ext.path)]  # type: ignore[attr-defined]
+    if opts.type == "sset" and opts.checkpoint is not None:
+        from polyspeech_cli.codec.checkpoint import model_path
+
+        return [model_path(opts.checkpoint)]  # the model file, also when --checkpoint is the exp dir
+    if opts.type == "encodec" and opts.checkpoint is not None:
+        return [Path(opts.checkpoint)]
+    return []
 
 
-def _jsonable(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=str))
+def extract_key(in_path: Path, ext: Extractor, files: list[Path]) -> dict[str, Any]:
+    """Extractor fingerprint (type, settings, model) + identity of the input manifest and model files."""
+    return stamp_key({"type": ext.name, "fingerprint": ext.fingerprint()}, [in_path, *(f for f in files if f.exists())])
 
 
 def check_inputs(cuts: CutSet, ext: Extractor, where: str) -> None:
@@ -125,21 +132,27 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def extract_manifest(in_path: Path, ext: Extractor, out_dir: Path, first: bool) -> Path:
-    """Run `ext` over one cuts manifest; returns the output manifest path."""
+def extract_manifest(in_path: Path, ext: Extractor, out_dir: Path, first: bool, files: list[Path] | None = None) -> Path:
+    """Run `ext` over one cuts manifest; returns the output manifest path. `files`: the model files
+    the output depends on (see `model_files`), part of the stamp key."""
     where = f"{in_path}: "
     cuts = read_cuts(in_path)
     out = out_dir / in_path.name
     if out.resolve() == in_path.resolve():
         raise PolyspeechError(f"{in_path}: --out-dir would overwrite the input manifest; choose another --out-dir")
-    info = read_info(out_dir, ext.name)
     if first:
         ext.prepare(cuts, where)
-    if is_done(out, cuts, ext, info):
-        console.print(f"[green]{out}: already extracted ({len(cuts)} cuts, --type {ext.name}); nothing to do[/]")
+    stamp, key = stamp_path(out), extract_key(in_path, ext, files or [])
+    if is_fresh(stamp, key):
+        console.print(f"[green]{out}: already extracted ({len(cuts)} cuts, --type {ext.name}) from this input with these settings; nothing to do[/]")
         return out
-    if out.is_file():
-        console.print(f"[yellow]{out}: exists but is stale or incomplete; recomputing[/]")
+    old = read_stamp(stamp)
+    if old is not None:
+        changed = [c.split(":")[0] for c in changed_keys(old.get("key", {}), jsonable(key))]
+        why = f"changed: {', '.join(changed[:4])}" if changed else "an output is missing"
+        console.print(f"[yellow]{out}: stale ({why}); extracting again[/]")
+    elif out.is_file():
+        console.print(f"[yellow]{out}: exists without a finished-work stamp; extracting again[/]")
     check_inputs(cuts, ext, where)
 
     stem = manifest_stem(in_path)
@@ -168,16 +181,16 @@ def extract_manifest(in_path: Path, ext: Extractor, out_dir: Path, first: bool) 
             tmp_written = Path(writer.storage_path)
         # point the manifests at the final storage name before moving it there
         out_cuts = CutSet.from_cuts(_repoint(c, ext, str(tmp_written), str(final_storage)) for c in done if c is not None)
+        stamp.unlink(missing_ok=True)  # the old output is being replaced: not done until the new stamp
         with atomic_path(out) as tmp_manifest:
             out_cuts.to_file(tmp_manifest)
             _remove(final_storage)
             os.replace(tmp_written, final_storage)
     finally:
         _remove(tmp_storage)
-    info = read_info(out_dir, ext.name)  # re-read: another manifest of this dir may have been added meanwhile
-    manifests = info.get("manifests", {})
-    manifests[out.name] = {"fingerprint": _jsonable(ext.fingerprint()), "num_cuts": len(out_cuts), "input": str(in_path)}
-    atomic_write_text(out_dir / f"{ext.name}.json", json.dumps(_jsonable({**ext.info(), "manifests": manifests}), indent=2) + "\n")
+    info_path = out_dir / f"{ext.name}.json"  # what decoding reads: vocabulary / dimension / frame shift
+    atomic_write_text(info_path, json.dumps(jsonable(ext.info()), indent=2) + "\n")
+    write_stamp(stamp, key, [out, final_storage, info_path], input=str(in_path), num_cuts=len(out_cuts))
     console.print(f"wrote {out} ({len(out_cuts)} cuts, --type {ext.name}) and {out_dir / (ext.name + '.json')}")
     return out
 
@@ -201,4 +214,4 @@ def extract(inputs: list[Path], opts: ExtractOptions) -> list[Path]:
     ext = make_extractor(opts)
     if opts.type == "fbank":
         console.print("[dim]fbank: 80-dim log-mel; this is also the offline default semantic stream when no HuBERT checkpoint is on disk[/]")
-    return [extract_manifest(Path(p), ext, out_dir, first=i == 0) for i, p in enumerate(inputs)]
+    return [extract_manifest(Path(p), ext, out_dir, first=i == 0, files=model_files(opts, ext)) for i, p in enumerate(inputs)]

@@ -9,8 +9,8 @@ import numpy as np
 from lhotse import Fbank, FbankConfig
 from lhotse.cut import Cut
 
+from polyspeech_cli.audio import cut_audio
 from polyspeech_cli.console import console
-from polyspeech_cli.tokens.audio import cut_audio
 from polyspeech_cli.tokens.base import Extractor, LilcomChunkyWriter, NumpyFilesWriter
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from lhotse.cut import Cut
 
+from polyspeech_cli.audio import cut_audio
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.tokens.audio import cut_audio
 from polyspeech_cli.tokens.base import Extractor, NumpyFilesWriter
 
 FAMILY = {"hubert", "wav2vec2", "wav2vec2-conformer", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat"}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.fileio import atomic_path, load_torch_state
+from polyspeech_cli.fileio import load_model_file, save_model_file
 
 
 @dataclass
@@ -83,14 +83,16 @@ def _reseed(cent: torch.Tensor, dead: torch.Tensor, x: torch.Tensor, dist: torch
 
 
 def save_centroids(path: Path, centroids: np.ndarray, meta: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"kind": "kmeans", "centroids": torch.from_numpy(centroids), **meta}, tmp)
+    """Centroids as safetensors, `meta` (normalisation, frame shift, feature type) as JSON in its header."""
+    save_model_file(path, {"centroids": torch.from_numpy(np.ascontiguousarray(centroids))}, {"kind": "kmeans", **meta})
 
 
 def load_centroids(path: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
-    state = load_torch_state(path, "kmeans", "k-means centroids file", "fit them with `polyspeech extract-tokens --type kmeans` first",
-                             "polyspeech extract-tokens --type kmeans")
-    return state["centroids"].numpy(), {k: v for k, v in state.items() if k != "centroids"}
+    tensors, meta = load_model_file(path, "kmeans", "k-means centroids file", "fit them with `polyspeech extract-tokens --type kmeans` first",
+                                    "polyspeech extract-tokens --type kmeans")
+    if "centroids" not in tensors:
+        raise PolyspeechError(f"{path}: holds no centroids (refit with `polyspeech extract-tokens --type kmeans`)")
+    return tensors["centroids"].numpy(), meta
 
 
 def quantize(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from lhotse.cut import Cut
 
-from polyspeech_cli.codec.checkpoint import load_codec
+from polyspeech_cli.codec.checkpoint import load_codec, model_path
 from polyspeech_cli.codec.data import load_cut_features, normalize
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.tokens.base import Extractor, NumpyFilesWriter
@@ -20,7 +20,7 @@ class SSETExtractor(Extractor):
     name, kind, needs, writer = "sset", "tokens", "features", NumpyFilesWriter
 
     def __init__(self, checkpoint: Path, num_codebooks: int | None = None, device: str = "auto"):
-        self.checkpoint = Path(checkpoint)
+        self.checkpoint = model_path(checkpoint)
         self.device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
         self.model, self.meta = load_codec(self.checkpoint, self.device)
         n = self.model.cfg.n_codebooks

@@ -1,22 +1,24 @@
 """Training pairs for the speech decoder: (features of A, log-mel of A, a prompt from B ≠ A, same speaker).
 
-Each cut is loaded once (features normalised per utterance and resampled to the mel frame rate,
-target log-mel computed from the audio) and kept in memory: the decoder is small and fast, so
-re-reading audio every step would dominate a CPU run. Batches are drawn from an RNG seeded by
-(seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+The training cuts are streamed from storage, never held in memory: one pass over the lazily read
+manifest checks its metadata and indexes it (`codec.data.CutIndex`: a byte offset and a speaker per
+cut, the cut's JSON in an anonymous temporary file). Each batch then loads the features and audio of its own cuts (features normalised per utterance and
+resampled to the mel frame rate, target log-mel computed from the audio). Batches are drawn from
+an RNG seeded by (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from lhotse import CutSet
+from lhotse.cut import Cut
 
-from polyspeech_cli.codec.data import load_cut_features, normalize, read_cuts
+from polyspeech_cli.codec.data import CutIndex, LazySequence, load_cut_features, normalize
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.vocoder.mel import MelConfig, MelFrontend
 from polyspeech_cli.vocoder.model import resample_time
@@ -31,54 +33,62 @@ class Utterance:
     audio: np.ndarray | None  # (N,) kept only when a neural vocoder is trained
 
 
+def load_utterance(cut: Cut, frontend: MelFrontend, normalization: str, keep_audio: bool, where: str) -> Utterance:
+    """One cut's training data: normalised features at the mel rate, log-mel target (and audio)."""
+    x = load_cut_features(cut, where)
+    try:
+        audio = cut.load_audio()[0].astype(np.float32)
+    except Exception as e:
+        raise PolyspeechError(f"{where}cut '{cut.id}': cannot load its audio ({type(e).__name__}: {e})") from e
+    with torch.no_grad():
+        mel = frontend(torch.from_numpy(audio))
+        feats = resample_time(torch.from_numpy(normalize(x, normalization)), mel.shape[0])
+    speaker = cut.supervisions[0].speaker if cut.supervisions and cut.supervisions[0].speaker else cut.id
+    return Utterance(cut.id, speaker, feats.numpy(), mel.numpy(), audio if keep_audio else None)
+
+
 @dataclass
 class UtteranceSet:
-    utts: list[Utterance]
+    utts: Sequence[Utterance]  # a list (loaded) or a LazySequence (each access loads from storage)
     feat_dim: int
     frame_shift: float  # of the input features, seconds
     feature_type: str
+    speakers: list[str]  # speaker of each utterance (metadata: no loading)
 
     def by_speaker(self) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = defaultdict(list)
-        for i, u in enumerate(self.utts):
-            groups[u.speaker].append(i)
+        for i, s in enumerate(self.speakers):
+            groups[s].append(i)
         return dict(groups)
+
+
+def stream_utterances(path: Path, mel_cfg: MelConfig, normalization: str, keep_audio: bool = False,
+                      max_cuts: int = 0) -> UtteranceSet:
+    """The utterances of a cuts manifest (sorted by cut id, the first `max_cuts` if > 0), each
+    loaded from storage when accessed (see module doc); metadata errors are raised here."""
+    where = f"{path}: "
+
+    def check(cut: Cut) -> None:
+        if cut.sampling_rate != mel_cfg.sample_rate:
+            raise PolyspeechError(f"{where}cut '{cut.id}' is {cut.sampling_rate} Hz, the vocoder config wants "
+                                  f"{mel_cfg.sample_rate} Hz (resample the corpus or change mel.sample_rate)")
+
+    index = CutIndex(Path(path), sort=True, max_cuts=max_cuts, check=check)
+    frontend = MelFrontend(mel_cfg)
+    utts = LazySequence(len(index), lambda i: load_utterance(index.cut(i), frontend, normalization, keep_audio, where))
+    return UtteranceSet(utts, index.dim, index.frame_shift, index.feature_type, index.speakers())  # type: ignore[arg-type]
 
 
 def load_utterances(path: Path, mel_cfg: MelConfig, normalization: str, keep_audio: bool = False,
                     max_cuts: int = 0, progress: str | bool | None = None) -> UtteranceSet:
-    """Read a cuts manifest with features and audio into memory (see module doc); `progress`:
+    """The same utterances loaded into memory (dev sets, evaluation: `max_cuts` of them); `progress`:
     a bar description, None for the default one, False for no bar."""
     from polyspeech_cli.console import track
 
-    cuts: CutSet = read_cuts(path)
-    cut_list = sorted(cuts, key=lambda c: c.id)[: max_cuts or None]
-    if not cut_list:
-        raise PolyspeechError(f"{path}: the cuts manifest is empty")
-    frontend = MelFrontend(mel_cfg)
-    where = f"{path}: "
-    utts, dim = [], None
+    streamed = stream_utterances(path, mel_cfg, normalization, keep_audio, max_cuts)
     bar = progress if isinstance(progress, str) else f"loading {Path(path).name}"
-    for cut in track(cut_list, bar) if progress is not False else cut_list:
-        if cut.sampling_rate != mel_cfg.sample_rate:
-            raise PolyspeechError(f"{where}cut '{cut.id}' is {cut.sampling_rate} Hz, the vocoder config wants "
-                                  f"{mel_cfg.sample_rate} Hz (resample the corpus or change mel.sample_rate)")
-        x = load_cut_features(cut, where)
-        if dim is None:
-            dim = x.shape[1]
-        elif x.shape[1] != dim:
-            raise PolyspeechError(f"{where}cut '{cut.id}': feature dim {x.shape[1]} differs from the first cut's {dim}")
-        try:
-            audio = cut.load_audio()[0].astype(np.float32)
-        except Exception as e:
-            raise PolyspeechError(f"{where}cut '{cut.id}': cannot load its audio ({type(e).__name__}: {e})") from e
-        with torch.no_grad():
-            mel = frontend(torch.from_numpy(audio))
-            feats = resample_time(torch.from_numpy(normalize(x, normalization)), mel.shape[0])
-        speaker = cut.supervisions[0].speaker if cut.supervisions and cut.supervisions[0].speaker else cut.id
-        utts.append(Utterance(cut.id, speaker, feats.numpy(), mel.numpy(), audio if keep_audio else None))
-    first = cut_list[0].features
-    return UtteranceSet(utts, int(dim), float(first.frame_shift), str(first.type))
+    utts = list(track(streamed.utts, bar) if progress is not False else streamed.utts)
+    return UtteranceSet(utts, streamed.feat_dim, streamed.frame_shift, streamed.feature_type, streamed.speakers)
 
 
 def prompt_index(groups: dict[str, list[int]], i: int, speaker: str, rng: np.random.Generator | None) -> int:
@@ -169,7 +179,15 @@ def vocoder_batch(data: UtteranceSet, seed: int, step: int, batch_size: int, seg
     return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(waves).astype(np.float32))
 
 
-def mel_stats(data: UtteranceSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-band mean and std of the training log-mels (the decoder predicts in this normalised space)."""
-    allm = np.concatenate([u.mel for u in data.utts], 0).astype(np.float64)
-    return torch.from_numpy(allm.mean(0)).float(), torch.from_numpy(allm.std(0)).float()
+def mel_stats(data: UtteranceSet, max_utts: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-band mean and std of the training log-mels (the decoder predicts in this normalised
+    space), over at most `max_utts` utterances evenly spaced in the set, accumulated one at a time."""
+    n = len(data.utts)
+    picks = range(n) if n <= max_utts else np.linspace(0, n - 1, max_utts).round().astype(int)
+    count, s, s2 = 0, 0.0, 0.0
+    for i in picks:
+        m = data.utts[int(i)].mel.astype(np.float64)
+        count, s, s2 = count + len(m), s + m.sum(0), s2 + (m * m).sum(0)
+    mean = s / count
+    std = np.sqrt(np.maximum(s2 / count - mean**2, 0.0))
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()

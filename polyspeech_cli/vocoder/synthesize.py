@@ -3,7 +3,7 @@
     wave = features_to_wave(features, prompt_wave, prompt_sr, "exp/vocoder")
 
 Everything (mel settings, decoder, speaker encoder, input feature dim/frame shift, the vocoder
-choice) comes from `exp_dir/model.pt`; models are cached per exp dir, so calling this once per
+choice) comes from `exp_dir/model.safetensors`; models are cached per exp dir, so calling this once per
 utterance costs one load.
 """
 
@@ -16,10 +16,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from polyspeech_cli.audio import read_audio, resample
 from polyspeech_cli.codec.data import normalize
 from polyspeech_cli.config import from_dict
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.vocoder.checkpoint import read_state
+from polyspeech_cli.vocoder.checkpoint import MODEL, read_model
+from polyspeech_cli.vocoder.config import VocoderConfig
 from polyspeech_cli.vocoder.hifigan import Generator
 from polyspeech_cli.vocoder.mel import GriffinLim, MelFrontend
 from polyspeech_cli.vocoder.model import SpeechDecoder, mel_frames_for, resample_time
@@ -32,25 +34,23 @@ class LoadedVocoder:
     """A trained decoder (+ speaker encoder) and its vocoder, in eval mode on CPU."""
 
     def __init__(self, exp_dir: Path):
-        from polyspeech_cli.vocoder.train import VocoderConfig
-
-        self.path = Path(exp_dir) / "model.pt"
-        state = read_state(self.path)
+        self.path = Path(exp_dir) / MODEL
+        decoder_state, generator_state, state = read_model(exp_dir)
         self.cfg = from_dict(VocoderConfig, state["config"], where=f"{self.path}: config")
         self.feat_dim, self.frame_shift = int(state["feat_dim"]), float(state["frame_shift"])
         self.feature_type = str(state.get("feature_type", "?"))
         self.decoder = SpeechDecoder(self.feat_dim, self.cfg.mel.n_mels, self.cfg.decoder)
         try:
-            self.decoder.load_state_dict(state["decoder"])
+            self.decoder.load_state_dict(decoder_state)
         except RuntimeError as e:
             raise PolyspeechError(f"{self.path}: its weights do not fit the decoder its config builds (written by another "
                                   "version of polyspeech?); retrain with `polyspeech train vocoder`") from e
         self.decoder.eval()
         self.frontend = MelFrontend(self.cfg.mel)
         self.generator = None
-        if self.cfg.vocoder == "hifigan" and state.get("generator") is not None:
+        if self.cfg.vocoder == "hifigan" and generator_state is not None:
             self.generator = Generator(self.cfg.mel.n_mels, self.cfg.hifigan)
-            self.generator.load_state_dict(state["generator"])
+            self.generator.load_state_dict(generator_state)
             self.generator.eval()
         self.griffin_lim = GriffinLim(self.cfg.mel)
 
@@ -59,11 +59,7 @@ class LoadedVocoder:
         """(1, E) embedding of a validated prompt waveform."""
         wave = check_prompt(prompt_wave, prompt_sr, name)
         sr = self.cfg.mel.sample_rate
-        x = torch.from_numpy(wave)
-        if prompt_sr != sr:
-            import torchaudio
-
-            x = torchaudio.functional.resample(x, prompt_sr, sr)
+        x = torch.from_numpy(resample(wave, prompt_sr, sr))
         return self.decoder.speaker(self.frontend(x)[None])
 
     @torch.no_grad()
@@ -88,8 +84,8 @@ def _load(exp_dir: str, mtime: float) -> LoadedVocoder:
 
 
 def load_vocoder(exp_dir: Path | str) -> LoadedVocoder:
-    """The exp dir's model, cached (reloaded when model.pt changes)."""
-    path = Path(exp_dir) / "model.pt"
+    """The exp dir's model, cached (reloaded when model.safetensors changes)."""
+    path = Path(exp_dir) / MODEL
     return _load(str(Path(exp_dir).resolve()), path.stat().st_mtime if path.is_file() else 0.0)
 
 
@@ -113,13 +109,8 @@ def check_prompt(wave: np.ndarray, sr: int, name: str = "prompt") -> np.ndarray:
 def load_prompt(path: Path | str) -> tuple[np.ndarray, int]:
     """Read and validate a prompt audio file → (mono float32 waveform, sample rate)."""
     path = Path(path)
-    if not path.is_file():
-        raise PolyspeechError(f"speaker prompt not found: {path} (pass an existing audio file)")
-    try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError for non-audio
-        raise PolyspeechError(f"{path}: not a readable audio file ({type(e).__name__}); pass a WAV/FLAC speech recording") from e
-    return check_prompt(wave.mean(axis=1), sr, str(path)), sr
+    wave, sr = read_audio(path, "speaker prompt", "pass an existing WAV/FLAC speech recording")
+    return check_prompt(wave, sr, str(path)), sr
 
 
 def check_features(features: np.ndarray, feat_dim: int, feature_type: str, model_path: Path) -> np.ndarray:

@@ -10,75 +10,22 @@ depend on max_steps, so `--resume` (even with a larger --max-steps) continues ex
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from polyspeech_cli.codec.data import NORMALIZATIONS
 from polyspeech_cli.config import save_config
-from polyspeech_cli.training import CsvLog, autocast_dtype, optimizer_step, pick_device
+from polyspeech_cli.training import CsvLog, autocast_dtype, check_resume, mark_run, optimizer_step, pick_device, run_key
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.vocoder.checkpoint import KIND, list_checkpoints, read_state, save_checkpoint, save_model
-from polyspeech_cli.vocoder.data import decoder_batch, load_utterances, mel_stats, prompt_index, vocoder_batch
+from polyspeech_cli.vocoder.checkpoint import KIND, MODEL, list_checkpoints, read_checkpoint, save_checkpoint, save_model
+from polyspeech_cli.vocoder.config import VOCODERS, VocoderConfig, check_config  # noqa: F401  (VocoderConfig: re-exported)
+from polyspeech_cli.vocoder.data import decoder_batch, load_utterances, mel_stats, prompt_index, stream_utterances, vocoder_batch
 from polyspeech_cli.vocoder.evaluate import evaluate_decoder, plot_mels, predict_mel
-from polyspeech_cli.vocoder.hifigan import Discriminators, Generator, HifiganConfig, discriminator_loss, generator_losses
-from polyspeech_cli.vocoder.mel import MelConfig, MelFrontend
-from polyspeech_cli.vocoder.model import CONDITIONINGS, DecoderConfig, SpeechDecoder
-
-VOCODERS = ("griffin_lim", "hifigan")
-
-
-@dataclass
-class VocoderConfig:
-    """All keys of `conf/vocoder_*.yaml`."""
-
-    mel: MelConfig = field(default_factory=MelConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    vocoder: str = "griffin_lim"  # griffin_lim (no training, CPU) | hifigan (trained in phase 2)
-    hifigan: HifiganConfig = field(default_factory=HifiganConfig)
-    normalize: str = "utterance_mvn"  # per-utterance MVN of the input features, as the SSET codec's
-    batch_size: int = 16
-    segment_frames: int = 200  # mel frames of A per training item (2 s at hop 160)
-    prompt_frames: int = 300  # mel frames of the prompt crop (3 s)
-    feature_warp: float = 0.0  # random warp of the input feature axis, up to 1+w (spectral inputs like fbank; 0 = off)
-    speaker_loss_weight: float = 0.0  # supervised contrastive loss on speaker embeddings (prompt vs target crops)
-    speaker_temperature: float = 0.1
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    lr_half_life: int = 0  # steps; lr halves every this many steps after warm-up (0 = constant)
-    max_steps: int = 2000
-    grad_clip: float = 1.0
-    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    log_every: int = 20
-    valid_every: int = 500
-    checkpoint_every: int = 500
-    keep_last: int = 2
-    max_dev_cuts: int = 100
-
-
-def check_config(cfg: VocoderConfig) -> None:
-    import math
-
-    if cfg.vocoder not in VOCODERS:
-        raise PolyspeechError(f"vocoder must be one of {', '.join(VOCODERS)}, got {cfg.vocoder!r} (fix the config)")
-    if cfg.normalize not in NORMALIZATIONS:
-        raise PolyspeechError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {cfg.normalize!r} (fix the config)")
-    if cfg.decoder.conditioning not in CONDITIONINGS:
-        raise PolyspeechError(f"decoder.conditioning must be one of {', '.join(CONDITIONINGS)}, got {cfg.decoder.conditioning!r}")
-    if cfg.vocoder == "hifigan" and math.prod(cfg.hifigan.upsample_rates) != cfg.mel.hop_length:
-        raise PolyspeechError(f"hifigan.upsample_rates {cfg.hifigan.upsample_rates} multiply to {math.prod(cfg.hifigan.upsample_rates)}, "
-                              f"but mel.hop_length is {cfg.mel.hop_length}: make them equal")
-    if cfg.vocoder == "hifigan" and cfg.hifigan.upsample_initial_channel < 2 ** len(cfg.hifigan.upsample_rates):
-        raise PolyspeechError(f"hifigan.upsample_initial_channel must be at least {2 ** len(cfg.hifigan.upsample_rates)} "
-                              "(channels halve at every upsampling stage)")
-
+from polyspeech_cli.vocoder.hifigan import Discriminators, Generator, discriminator_loss, generator_losses
+from polyspeech_cli.vocoder.mel import MelFrontend
+from polyspeech_cli.vocoder.model import SpeechDecoder
 
 def lr_factor(cfg: VocoderConfig, step: int) -> float:
     """Linear warm-up, then constant or halving every lr_half_life steps (independent of max_steps)."""
@@ -116,25 +63,30 @@ def decoder_loss(model: SpeechDecoder, batch: dict[str, torch.Tensor], cfg: Voco
 
 
 def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Path, resume: bool = False,
-          log: Callable[..., None] = print, progress: bool = True) -> dict[str, float]:
-    """Train into `exp_dir`; returns the final dev metrics ({} without dev cuts)."""
+          log: Callable[..., None] = print, progress: bool = True, stop_at: int | None = None) -> dict[str, float]:
+    """Train into `exp_dir`; returns the final dev metrics ({} without dev cuts).
+
+    `stop_at` ends the run early after that many steps (decoder steps, then decoder + HiFi-GAN
+    steps; the checkpoints' N), leaving a checkpoint to `--resume` from.
+    """
     check_config(cfg)
     exp_dir = Path(exp_dir)
     ckpts = list_checkpoints(exp_dir)
-    last_step = int(ckpts[-1].stem.split("-")[-1]) if ckpts else 0
-    if (exp_dir / "model.pt").is_file() and last_step >= cfg.max_steps and cfg.vocoder != "hifigan":
-        # model.pt is written last: training finished, so a re-run (e.g. of a recipe stage) is free.
-        log(f"{exp_dir}: already trained for {last_step} steps (model.pt); nothing to do")
+    key = run_key(cfg, train_cuts)
+    decision = check_resume(exp_dir, key, resume, ckpts[-1] if ckpts else None, budget_keys=("max_steps", "hifigan.steps"))
+    if decision == "skip":
+        log(f"{exp_dir}: already trained for {cfg.max_steps} steps with this config and data ({MODEL}); nothing to do")
         return {}
-    if ckpts and not resume:
-        raise PolyspeechError(f"{exp_dir} already holds checkpoints ({ckpts[-1].name}): pass --resume to continue, or use a new --exp-dir")
+    if resume and decision == "fresh":
+        log(f"--resume: no checkpoint in {exp_dir / 'ckpt'}, starting from scratch")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     amp = autocast_dtype(cfg.precision, device)
     use_gan = cfg.vocoder == "hifigan" and cfg.hifigan.steps > 0
 
-    data = load_utterances(Path(train_cuts), cfg.mel, cfg.normalize, keep_audio=use_gan, progress=None if progress else False)
+    # streamed: each batch loads its cuts' features and audio from storage (memory does not grow with the set)
+    data = stream_utterances(Path(train_cuts), cfg.mel, cfg.normalize, keep_audio=use_gan)
     groups = data.by_speaker()
     single = sum(1 for v in groups.values() if len(v) < 2)
     log(f"train: {len(data.utts)} utterances, {len(groups)} speakers, {data.feat_dim}-dim '{data.feature_type}' features "
@@ -160,8 +112,8 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
         opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.hifigan.lr, betas=tuple(cfg.hifigan.betas))
         opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.hifigan.lr, betas=tuple(cfg.hifigan.betas))
     step = gan_step = 0
-    if resume and ckpts:
-        state = read_state(ckpts[-1])
+    if decision == "continue":
+        state = read_checkpoint(ckpts[-1])
         if state.get("feat_dim") != data.feat_dim:
             raise PolyspeechError(f"{ckpts[-1]} was trained on {state.get('feat_dim')}-dim features but {train_cuts} has "
                                   f"{data.feat_dim}-dim ones: resume with the same features, or use a new --exp-dir")
@@ -183,7 +135,8 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
         log(f"resumed from {ckpts[-1]} at step {step}" + (f" (+{gan_step} HiFi-GAN steps)" if gan_step else ""))
     exp_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, exp_dir / "config.yaml")
-    csv_log = CsvLog(exp_dir / "train_log.csv", LOG_FIELDS, fresh=step == 0 and gan_step == 0)
+    mark_run(exp_dir, key, finished=False)
+    csv_log = CsvLog(exp_dir / "train_log.csv", LOG_FIELDS, fresh=step == 0 and gan_step == 0, keep_until=step if gan_step == 0 else None)
     meta = {"feat_dim": data.feat_dim, "frame_shift": data.frame_shift, "feature_type": data.feature_type}
     log(f"model: {model.num_params() / 1e6:.2f} M parameters (decoder + speaker encoder), device {device}"
         + (f", HiFi-GAN generator {sum(p.numel() for p in gen.parameters()) / 1e6:.2f} M" if gen is not None else ""))
@@ -198,7 +151,6 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
             "discriminators": disc.state_dict() if disc is not None else None,
             "opt_g": opt_g.state_dict() if opt_g is not None else None, "opt_d": opt_d.state_dict() if opt_d is not None else None,
         }, cfg.keep_last)
-        save_model(exp_dir / "model.pt", cfg, model, gen if gan_step > 0 else None, meta)
 
     def validate() -> dict[str, float]:
         if dev is None:
@@ -223,7 +175,7 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
     start_step = step
     with bar:
         job = bar.add_task("", total=cfg.max_steps, completed=step)
-        while step < cfg.max_steps:
+        while step < min(cfg.max_steps, stop_at or cfg.max_steps):
             batch = {k: v.to(device) for k, v in decoder_batch(data, groups, cfg.seed, step, cfg.batch_size,
                                                                  cfg.segment_frames, cfg.prompt_frames, cfg.feature_warp).items()}
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -246,18 +198,25 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
     if step > start_step or not ckpts:  # nothing new to save when resuming a finished decoder
         metrics = validate()
         checkpoint()
-    if use_gan:
+    if use_gan and step >= cfg.max_steps:
         # fp16 would need a second grad scaler for the GAN; it runs in bf16 or fp32 instead
         gan_amp = amp if amp == torch.bfloat16 else None
-        checkpoint(train_hifigan(cfg, data, gen, disc, opt_g, opt_d, device, gan_amp, gan_step, csv_log, checkpoint, progress, t0))
+        gan_end = min(cfg.hifigan.steps, stop_at - step) if stop_at else cfg.hifigan.steps
+        new_gan_step = train_hifigan(cfg, data, gen, disc, opt_g, opt_d, device, gan_amp, gan_step, csv_log, checkpoint, progress, t0, gan_end)
+        if new_gan_step > gan_step:
+            checkpoint(new_gan_step)
+    save_model(exp_dir / MODEL, cfg, model, gen if gan_step > 0 else None, meta)
+    finished = step >= cfg.max_steps and (not use_gan or gan_step >= cfg.hifigan.steps)
+    mark_run(exp_dir, key, finished=finished, outputs=[exp_dir / MODEL], step=step, gan_step=gan_step)
     log(f"done: {step} decoder steps" + (f" + {gan_step} HiFi-GAN steps" if use_gan else "") + f" in {time.time() - t0:.0f} s; "
-        f"model {exp_dir / 'model.pt'}, log {exp_dir / 'train_log.csv'}, mel plot {exp_dir / 'dev_mel.png'}")
+        f"model {exp_dir / MODEL}, log {exp_dir / 'train_log.csv'}, mel plot {exp_dir / 'dev_mel.png'}"
+        + ("" if finished else "; stopped early (--stop-at): continue with --resume"))
     return metrics
 
 
 def train_hifigan(cfg: VocoderConfig, data, gen: Generator, disc: Discriminators, opt_g, opt_d, device: torch.device,
                   amp: torch.dtype | None, gan_step: int, csv_log: CsvLog, checkpoint: Callable[[int], None], progress: bool,
-                  t0: float) -> int:
+                  t0: float, gan_end: int | None = None) -> int:
     """Phase 2: HiFi-GAN on ground-truth (log-mel, audio) segments; returns the final GAN step.
     `checkpoint(gan_step)` writes the full training state (decoder included)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -268,9 +227,10 @@ def train_hifigan(cfg: VocoderConfig, data, gen: Generator, disc: Discriminators
                    disable=not progress)
     gen.train()
     disc.train()
+    gan_end = h.steps if gan_end is None else gan_end
     with bar:
         job = bar.add_task("", total=h.steps, completed=gan_step)
-        while gan_step < h.steps:
+        while gan_step < gan_end:
             mel, wave = (t.to(device) for t in vocoder_batch(data, cfg.seed, gan_step, h.batch_size, h.segment_frames, cfg.mel.hop_length))
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 fake = gen(mel)

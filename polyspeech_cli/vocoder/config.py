@@ -1,0 +1,65 @@
+"""The speech decoder's config: every key of `conf/vocoder_*.yaml`, in one typed dataclass.
+
+Kept apart from the trainer so that loading a model for synthesis never imports training code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from polyspeech_cli.codec.data import NORMALIZATIONS
+from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.vocoder.hifigan import HifiganConfig
+from polyspeech_cli.vocoder.mel import MelConfig
+from polyspeech_cli.vocoder.model import CONDITIONINGS, DecoderConfig
+
+VOCODERS = ("griffin_lim", "hifigan")
+
+
+@dataclass
+class VocoderConfig:
+    """All keys of `conf/vocoder_*.yaml`."""
+
+    mel: MelConfig = field(default_factory=MelConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    vocoder: str = "griffin_lim"  # griffin_lim (no training, CPU) | hifigan (trained in phase 2)
+    hifigan: HifiganConfig = field(default_factory=HifiganConfig)
+    normalize: str = "utterance_mvn"  # per-utterance MVN of the input features, as the SSET codec's
+    batch_size: int = 16
+    segment_frames: int = 200  # mel frames of A per training item (2 s at hop 160)
+    prompt_frames: int = 300  # mel frames of the prompt crop (3 s)
+    feature_warp: float = 0.0  # random warp of the input feature axis, up to 1+w (spectral inputs like fbank; 0 = off)
+    speaker_loss_weight: float = 0.0  # supervised contrastive loss on speaker embeddings (prompt vs target crops)
+    speaker_temperature: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    lr_half_life: int = 0  # steps; lr halves every this many steps after warm-up (0 = constant)
+    max_steps: int = 2000
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    log_every: int = 20
+    valid_every: int = 500
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    max_dev_cuts: int = 100
+
+
+def check_config(cfg: VocoderConfig) -> None:
+    import math
+
+    if cfg.vocoder not in VOCODERS:
+        raise PolyspeechError(f"vocoder must be one of {', '.join(VOCODERS)}, got {cfg.vocoder!r} (fix the config)")
+    if cfg.normalize not in NORMALIZATIONS:
+        raise PolyspeechError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {cfg.normalize!r} (fix the config)")
+    if cfg.decoder.conditioning not in CONDITIONINGS:
+        raise PolyspeechError(f"decoder.conditioning must be one of {', '.join(CONDITIONINGS)}, got {cfg.decoder.conditioning!r}")
+    if cfg.vocoder == "hifigan" and math.prod(cfg.hifigan.upsample_rates) != cfg.mel.hop_length:
+        raise PolyspeechError(f"hifigan.upsample_rates {cfg.hifigan.upsample_rates} multiply to {math.prod(cfg.hifigan.upsample_rates)}, "
+                              f"but mel.hop_length is {cfg.mel.hop_length}: make them equal")
+    if cfg.vocoder == "hifigan" and cfg.hifigan.upsample_initial_channel < 2 ** len(cfg.hifigan.upsample_rates):
+        raise PolyspeechError(f"hifigan.upsample_initial_channel must be at least {2 ** len(cfg.hifigan.upsample_rates)} "
+                              "(channels halve at every upsampling stage)")

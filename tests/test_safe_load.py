@@ -1,0 +1,142 @@
+"""Model files cannot run code: every loader refuses a file carrying a pickled payload.
+
+The payload is an object whose unpickling would create a marker file (`open(marker, "w")`); it is
+placed where each loader looks (final models `model.safetensors`, training checkpoints
+`ckpt/step-N.pt`, k-means centroids), and every command must exit 1 with one clear line naming
+the file while the marker never appears. The trained exp dirs come from test_decode's `system`
+fixture (LM, codec, vocoder), plus a tiny codec and vocoder trained here for the --resume cases.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, run_flat
+from test_decode import system  # noqa: F401  (the session fixture: a complete tiny system)
+
+torch.set_num_threads(1)
+
+
+class Payload:
+    """Unpickling this calls open(marker, "w"): arbitrary code, as a real attack would run."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def poison(path: Path, marker: Path) -> Path:
+    """Overwrite `path` with a torch checkpoint that runs code when unpickled."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    torch.save({"kind": "sset_codec", "model": {"w": torch.zeros(1)}, "step": 1, "payload": Payload(marker)}, path)
+    return path
+
+
+def refused(result, path: Path, marker: Path) -> None:
+    assert result.exit_code == 1, result.output
+    assert "not a safe" in result.output and path.name in result.output, result.output
+    assert not marker.exists(), "the pickled payload ran"
+
+
+@pytest.fixture(scope="module")
+def env(system, tmp_path_factory) -> dict:  # noqa: F811
+    """A copy of the system's exp dirs (poisoned per test) and tiny codec/vocoder training runs."""
+    root = tmp_path_factory.mktemp("safe")
+    shutil.copytree(system["root"] / "exp", root / "exp")
+    cuts = system["cuts"]
+    (root / "codec.yaml").write_text("channels: 16\nres_blocks: 1\nlatent_dim: 8\nn_codebooks: 2\ncodebook_size: 16\nbatch_size: 2\n"
+                                     "segment_frames: 32\nwarmup_steps: 1\nlog_every: 1\neval_every: 2\ncheckpoint_every: 2\n"
+                                     "device: cpu\nthreads: 1\n")
+    r = run_flat("train", "codec", "-c", root / "codec.yaml", "--train-cuts", cuts, "--dev-cuts", cuts, "--exp-dir", root / "codec_run",
+                 "--max-steps", 2)
+    assert r.exit_code == 0, r.output
+    (root / "voc.yaml").write_text("decoder: {channels: 8, blocks: 1, dilations: [1], speaker: {channels: 8, conv_layers: 1, gru_dim: 8, "
+                                   "embed_dim: 8}}\nbatch_size: 2\nsegment_frames: 20\nprompt_frames: 30\nvalid_every: 0\n"
+                                   "checkpoint_every: 2\ndevice: cpu\n")
+    r = run_flat("train", "vocoder", "-c", root / "voc.yaml", "--train-cuts", cuts, "--exp-dir", root / "vocoder_run", "--max-steps", 2,
+                 "--no-progress", "--threads", "1")
+    assert r.exit_code == 0, r.output
+    return {"root": root, "cuts": cuts, "audio": system["root"] / "audio" / "u0.wav", "lm": root / "exp" / "lm",
+            "codec": root / "exp" / "codec", "vocoder": root / "exp" / "vocoder"}
+
+
+def fresh_copy(src: Path, dst: Path) -> Path:
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_the_payload_is_live(tmp_path):
+    """The check is meaningful: an unsafe load of the poisoned file does create the marker."""
+    marker = tmp_path / "marker"
+    path = poison(tmp_path / "evil.pt", marker)
+    torch.load(path, weights_only=False)  # what the loaders used to do
+    assert marker.exists()
+
+
+def test_lm_loaders_refuse(env, tmp_path):
+    marker = tmp_path / "marker"
+    lm = fresh_copy(env["lm"], tmp_path / "exp" / "lm")
+    for d in ("codec", "vocoder"):
+        shutil.copytree(env[d], tmp_path / "exp" / d)
+    model = poison(lm / "model.safetensors", marker)
+    refused(run_flat("decode", "--task", "lid", "--exp-dir", lm, "--cuts", env["cuts"]), model, marker)
+    refused(run_flat("transcribe", env["audio"], "--model", lm), model, marker)
+    refused(run_flat("synthesize", "--text", "good day", "--lang", "en", "--prompt", env["audio"], "--out", tmp_path / "o.wav", "--model", lm),
+            model, marker)
+    refused(run_flat("bench", "decode", "--exp-dir", lm, "--tokens", 2, "--max-cuts", 1), model, marker)
+    ckpt = sorted((lm / "ckpt").glob("step-*.pt"))[-1]
+    poison(ckpt, marker)
+    refused(run_flat("decode", "--task", "lid", "--exp-dir", lm, "--cuts", env["cuts"], "--checkpoint", ckpt), ckpt, marker)
+    # train lm --resume reads the newest checkpoint
+    r = run_flat("train", "lm", "-c", lm / "config.yaml", "--train-cuts", env["cuts"], "--exp-dir", lm, "--resume", "--no-progress")
+    refused(r, ckpt, marker)
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_codec_and_vocoder_files_refused_at_synthesis(env, tmp_path):
+    marker = tmp_path / "marker"
+    exp = tmp_path / "exp"
+    for d in ("lm", "codec", "vocoder"):
+        shutil.copytree(env[d], exp / d)
+    args = ("synthesize", "--text", "good day", "--lang", "en", "--prompt", env["audio"], "--out", tmp_path / "o.wav", "--model", exp / "lm")
+    codec = poison(exp / "codec" / "model.safetensors", marker)
+    refused(run_flat(*args), codec, marker)
+    shutil.copy(env["codec"] / "model.safetensors", codec)
+    voc = poison(exp / "vocoder" / "model.safetensors", marker)
+    refused(run_flat(*args), voc, marker)
+    r = subprocess.run([sys.executable, "-m", "polyspeech_cli.vocoder", "--exp-dir", str(exp / "vocoder"), "--cuts", str(env["cuts"])],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 1 and "not a safe" in r.stderr and "model.safetensors" in r.stderr, r.stdout + r.stderr
+    assert not marker.exists()
+
+
+def test_token_extraction_and_codec_eval_refuse(env, tmp_path):
+    marker = tmp_path / "marker"
+    codec = poison(tmp_path / "codec" / "model.safetensors", marker)
+    refused(run_flat("extract-tokens", "--type", "sset", env["cuts"], "--out-dir", tmp_path / "sset", "--checkpoint", codec), codec, marker)
+    refused(run_flat("codec-eval", env["cuts"], "--checkpoint", tmp_path / "codec"), codec, marker)
+    km = poison(tmp_path / "km" / "kmeans_centroids.safetensors", marker)
+    refused(run_flat("extract-tokens", "--type", "kmeans", env["cuts"], "--out-dir", tmp_path / "km", "--k", 4), km, marker)
+    refused(run_flat("codec-eval", env["cuts"], "--checkpoint", env["codec"], "--kmeans", km, "--out", tmp_path / "e.json"), km, marker)
+    assert not (tmp_path / "sset" / "cuts.jsonl.gz").exists() and not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["codec", "vocoder"])
+def test_train_resume_refuses(env, tmp_path, kind):
+    marker = tmp_path / "marker"
+    exp = fresh_copy(env["root"] / f"{kind}_run", tmp_path / kind)
+    ckpt = poison(sorted((exp / "ckpt").glob("step-*.pt"))[-1], marker)
+    conf = env["root"] / ("codec.yaml" if kind == "codec" else "voc.yaml")
+    extra = ("--dev-cuts", env["cuts"]) if kind == "codec" else ("--no-progress", "--threads", 1)
+    r = run_flat("train", kind, "-c", conf, "--train-cuts", env["cuts"], *extra, "--exp-dir", exp, "--max-steps", 4, "--resume")
+    refused(r, ckpt, marker)
