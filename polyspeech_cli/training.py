@@ -4,6 +4,7 @@ and the one resume/skip rule (`check_resume`)."""
 from __future__ import annotations
 
 import csv
+import re
 import os
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ from typing import Any
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.fileio import save_torch_state
 from polyspeech_cli.stamps import changed_keys, jsonable, read_stamp, stamp_key, write_stamp
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
 def pick_device(name: str) -> torch.device:
@@ -143,3 +146,28 @@ def check_resume(exp_dir: Path, key: dict[str, Any], resume: bool, last_checkpoi
 def mark_run(exp_dir: Path, key: dict[str, Any], finished: bool, outputs: list[Path] | tuple[Path, ...] = (), **extra: Any) -> None:
     """Record the run in EXP/run.json: at its start (finished=False) and at its end."""
     write_stamp(Path(exp_dir) / RUN_STAMP, key, outputs, finished=finished, **extra)
+
+
+# ---- the checkpoint directory every trainer writes ------------------------------------------------
+def list_checkpoints(exp_dir: Path) -> list[Path]:
+    """`EXP/ckpt/step-N.pt` training checkpoints, oldest first."""
+    d = Path(exp_dir) / "ckpt"
+    found = [(int(m.group(1)), p) for p in d.glob("step-*.pt") if (m := _CHECKPOINT_NAME.match(p.name))] if d.is_dir() else []
+    return [p for _, p in sorted(found)]
+
+
+def checkpoint_step(path: Path) -> int:
+    """N of a `step-N.pt` checkpoint."""
+    m = _CHECKPOINT_NAME.match(Path(path).name)
+    if m is None:
+        raise ValueError(f"{path} is not a step-N.pt checkpoint")
+    return int(m.group(1))
+
+
+def save_checkpoint(exp_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
+    """Write `EXP/ckpt/step-N.pt` atomically (plain tensors and values only), then delete all but the newest `keep_last`."""
+    path = Path(exp_dir) / "ckpt" / f"step-{step:07d}.pt"
+    save_torch_state(path, state)
+    for old in list_checkpoints(exp_dir)[:-keep_last] if keep_last > 0 else []:
+        old.unlink(missing_ok=True)
+    return path

@@ -19,7 +19,7 @@ from lhotse.features.io import NumpyFilesWriter  # noqa: E402
 
 from polyspeech_cli.config import load_config  # noqa: E402
 from polyspeech_cli.errors import PolyspeechError  # noqa: E402
-from polyspeech_cli.lm.checkpoint import list_checkpoints  # noqa: E402
+from polyspeech_cli.training import list_checkpoints  # noqa: E402
 from polyspeech_cli.lm.data import TaskDataset  # noqa: E402
 from polyspeech_cli.lm.model import PolySpeechLM  # noqa: E402
 from polyspeech_cli.lm.checkpoint import build_model, load_model  # noqa: E402

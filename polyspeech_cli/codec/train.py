@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyspeech_cli.codec.checkpoint import MODEL, list_checkpoints, read_checkpoint, save_checkpoint, save_model
+from polyspeech_cli.codec.checkpoint import MODEL, read_checkpoint, save_model
 from polyspeech_cli.codec.config import CodecConfig
 from polyspeech_cli.codec.data import FeatureSet, load_feature_set, read_cuts, stream_feature_set
 from polyspeech_cli.codec.evaluate import codec_reconstruct, evaluate_codec
@@ -24,7 +24,17 @@ from polyspeech_cli.codec.plot import plot_reconstruction
 from polyspeech_cli.console import console
 from polyspeech_cli.config import save_config
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.training import CsvLog, autocast_dtype, check_resume, mark_run, optimizer_step, pick_device, run_key
+from polyspeech_cli.training import (
+    CsvLog,
+    autocast_dtype,
+    check_resume,
+    list_checkpoints,
+    mark_run,
+    optimizer_step,
+    pick_device,
+    run_key,
+    save_checkpoint,
+)
 
 LOG, PLOT = "train_log.csv", "reconstruction.png"
 

@@ -6,12 +6,12 @@ JSON header; loading it never runs code). Written atomically."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.training import checkpoint_step, list_checkpoints
 from polyspeech_cli.fileio import load_model_file, load_torch_state, read_model_meta, save_model_file, save_torch_state
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.model import PolySpeechLM
@@ -19,29 +19,8 @@ from polyspeech_cli.lm.vocab import Vocab
 
 KIND = "polyspeech_lm"
 MODEL = "model.safetensors"
-_NAME = re.compile(r"^step-(\d+)\.pt$")
 _WRITER = "polyspeech train lm"
 _FIX = "train first with `polyspeech train lm`, or pass another --checkpoint"
-
-
-def ckpt_dir(exp_dir: Path) -> Path:
-    return Path(exp_dir) / "ckpt"
-
-
-def list_checkpoints(exp_dir: Path) -> list[Path]:
-    """Checkpoints of `exp_dir`, oldest first."""
-    d = ckpt_dir(exp_dir)
-    found = [(int(m.group(1)), p) for p in d.glob("step-*.pt") if (m := _NAME.match(p.name))] if d.is_dir() else []
-    return [p for _, p in sorted(found)]
-
-
-def save_checkpoint(exp_dir: Path, step: int, state: dict, keep_last: int) -> Path:
-    """Write `ckpt/step-N.pt` atomically, then delete all but the newest `keep_last`."""
-    path = ckpt_dir(exp_dir) / f"step-{step:07d}.pt"
-    save_torch_state(path, state)
-    for old in list_checkpoints(exp_dir)[:-keep_last] if keep_last > 0 else []:
-        old.unlink(missing_ok=True)
-    return path
 
 
 def rng_state(rng) -> list:
@@ -107,7 +86,7 @@ def default_model(exp_dir: Path) -> Path | None:
     model = exp_dir / MODEL
     if model.is_file():
         step = read_model_meta(model, KIND, "LM model", _FIX, _WRITER).get("step", 0)
-        if not ckpts or int(_NAME.match(ckpts[-1].name).group(1)) <= int(step):  # type: ignore[union-attr]
+        if not ckpts or checkpoint_step(ckpts[-1]) <= int(step):
             return model
     return ckpts[-1] if ckpts else None
 

@@ -24,17 +24,25 @@ from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler
 
 from polyspeech_cli.config import save_config, to_dict
-from polyspeech_cli.training import CsvLog, autocast_dtype, check_resume, mark_run, optimizer_step, pick_device, run_key
+from polyspeech_cli.training import (
+    CsvLog,
+    autocast_dtype,
+    check_resume,
+    list_checkpoints,
+    mark_run,
+    optimizer_step,
+    pick_device,
+    run_key,
+    save_checkpoint,
+)
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.lm.checkpoint import (
     MODEL,
     average_checkpoints,
     build_model,
-    list_checkpoints,
     load_checkpoint,
     rng_state,
-    save_checkpoint,
     save_model,
     set_rng_state,
 )

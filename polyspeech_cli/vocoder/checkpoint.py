@@ -7,33 +7,16 @@ runs code). Written atomically."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from polyspeech_cli.fileio import flatten, load_model_file, load_torch_state, nest, save_model_file, save_torch_state
+from polyspeech_cli.fileio import flatten, load_model_file, load_torch_state, nest, save_model_file
 
 KIND = "polyspeech_vocoder"
 MODEL = "model.safetensors"
-_NAME = re.compile(r"^step-(\d+)\.pt$")
 _WRITER = "polyspeech train vocoder"
-
-
-def list_checkpoints(exp_dir: Path) -> list[Path]:
-    """Training checkpoints of `exp_dir`, oldest first."""
-    d = Path(exp_dir) / "ckpt"
-    found = [(int(m.group(1)), p) for p in d.glob("step-*.pt") if (m := _NAME.match(p.name))] if d.is_dir() else []
-    return [p for _, p in sorted(found)]
-
-
-def save_checkpoint(exp_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
-    path = Path(exp_dir) / "ckpt" / f"step-{step:07d}.pt"
-    save_torch_state(path, state)
-    for old in list_checkpoints(exp_dir)[:-keep_last] if keep_last > 0 else []:
-        old.unlink(missing_ok=True)
-    return path
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

@@ -17,9 +17,19 @@ import torch
 import torch.nn.functional as F
 
 from polyspeech_cli.config import save_config
-from polyspeech_cli.training import CsvLog, autocast_dtype, check_resume, mark_run, optimizer_step, pick_device, run_key
+from polyspeech_cli.training import (
+    CsvLog,
+    autocast_dtype,
+    check_resume,
+    list_checkpoints,
+    mark_run,
+    optimizer_step,
+    pick_device,
+    run_key,
+    save_checkpoint,
+)
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.vocoder.checkpoint import KIND, MODEL, list_checkpoints, read_checkpoint, save_checkpoint, save_model
+from polyspeech_cli.vocoder.checkpoint import KIND, MODEL, read_checkpoint, save_model
 from polyspeech_cli.vocoder.config import VOCODERS, VocoderConfig, check_config  # noqa: F401  (VocoderConfig: re-exported)
 from polyspeech_cli.vocoder.data import decoder_batch, load_utterances, mel_stats, prompt_index, stream_utterances, vocoder_batch
 from polyspeech_cli.vocoder.evaluate import evaluate_decoder, plot_mels, predict_mel
