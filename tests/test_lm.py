@@ -52,9 +52,9 @@ def _make_cuts(root: Path) -> CutSet:
     for i, (text, lang, voice, gender) in enumerate(UTTS):
         x = syn.synthesize(text, voice, rate=220, seed=i)
         if syn.sample_rate != 16000:
-            from scipy.signal import resample_poly
+            from polyspeech_cli.audio import resample
 
-            x = resample_poly(x, 16000, syn.sample_rate).astype(np.float32)
+            x = resample(x, syn.sample_rate, 16000)
         nz = np.nonzero(np.abs(x) > 1e-3)[0]
         x = x[nz[0] : nz[-1] + 1]
         path = root / f"u{i}.wav"
