@@ -34,6 +34,7 @@ app.command("transcribe")(decode.transcribe)
 app.command("synthesize")(decode.synthesize)
 tokens.bench_app.command("decode")(decode.bench_decode)
 tokens.bench_app.command("train")(lm.bench_train)
+tokens.bench_app.command("all")(lm.bench_all)
 app.command("score")(score.score)
 app.command("compare")(score.compare)
 

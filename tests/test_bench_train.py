@@ -57,3 +57,17 @@ def test_variant_report(cuts_path, tmp_path):
     table = markdown({"variants": [r]})
     assert "fp32, 1 thread" in table and "MFU" in table
     json.dumps(r)  # the report is plain JSON
+
+
+def test_bench_all_writes_one_report(cuts_path, tmp_path, run_cli):
+    cfg = tiny_cfg()
+    cfg.device = "cpu"
+    save_config(cfg, tmp_path / "lm.yaml")
+    r = run_cli("bench", "all", "--train-cuts", cuts_path, "--cuts", cuts_path, "--out-dir", tmp_path / "bench", "-c", tmp_path / "lm.yaml",
+                "--codec-config", Path(__file__).resolve().parents[1] / "conf" / "codec_tiny.yaml", "--train-steps", "2")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert {"train", "tokens", "decode"} <= set(report) and len(report["train"]["variants"]) == 4 and "lanes" in report["train"]
+    assert report["decode"]["cached_equals_recompute"] and report["tokens"]["rtf"]["fbank + SSET"] > 0
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    assert "KV cache" in md and "MFU" in md

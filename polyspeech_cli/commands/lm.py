@@ -78,3 +78,24 @@ def bench_train(
 
         atomic_write_text(out, json.dumps(report, indent=1) + "\n")
         atomic_write_text(out.with_suffix(".md"), table)
+
+
+@cli_command
+def bench_all(
+    train_cuts: Path = typer.Option(..., "--train-cuts", help="Cuts with fbank features for the training benchmark."),
+    cuts: Path = typer.Option(..., "--cuts", help="Cuts with audio (and features) for tokenisation and decoding, e.g. the dev set."),
+    out_dir: Path = typer.Option(Path("bench"), "--out-dir", help="Writes bench.json and bench.md here."),
+    config: Path = typer.Option(Path("conf/lm_tiny.yaml"), "--config", "-c", help="LM config (training; decoding without --exp-dir)."),
+    codec_config: Path = typer.Option(Path("conf/codec_tiny.yaml"), "--codec-config", help="Codec config when no --codec."),
+    exp_dir: Path = typer.Option(None, "--exp-dir", help="A trained LM exp dir: real TTS lengths (default: random weights)."),
+    codec: Path = typer.Option(None, "--codec", help="SSET codec model (file or exp dir)."),
+    vocoder: Path = typer.Option(None, "--vocoder", help="Speech decoder exp dir."),
+    train_steps: int = typer.Option(10, "--train-steps", help="Measured training steps per variant."),
+    tasks: str = typer.Option(None, "--tasks", help="Training tasks (default: the config's)."),
+) -> None:
+    """Training, tokenisation and decoding benchmarks in one report (bench.json + bench.md)."""
+    from polyspeech_cli.bench_all import bench_all as run
+
+    task_list = [t.strip() for t in tasks.split(",")] if tasks else None
+    run(train_cuts, cuts, out_dir, config, codec_config, exp_dir, codec, vocoder, train_steps, task_list, log=console.print)
+    typer.echo((out_dir / "bench.md").read_text(encoding="utf-8"))
