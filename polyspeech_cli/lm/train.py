@@ -16,6 +16,7 @@ import random
 import tempfile
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -223,8 +224,6 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     dev = _load_cuts(Path(dev_cuts), "dev cuts", "fix --dev-cuts") if dev_cuts else None
     dev_tasks: dict[str, CutSet] = {}
     for t in cfg.tasks if dev is not None else []:
-        from functools import partial
-
         sel = dev.filter(partial(has_labels, task=t, cfg=cfg.data))  # lazy, as `dev`
         if next(iter(sel), None) is not None:
             dev_tasks[t] = sel
