@@ -76,7 +76,7 @@ class CsvLog:
 
 # ---- resume / skip ------------------------------------------------------------------------------
 RUN_STAMP = "run.json"  # EXP/run.json: the config + train-cut identity of the run in EXP, and whether it finished
-RUNTIME_KEYS = ("device", "threads")  # where/how fast a run goes, not what it computes: may change on --resume
+RUNTIME_KEYS = ("device", "threads", "cache_mb")  # where/how fast a run goes, not what it computes: may change on --resume
 BUDGET_KEYS = ("max_steps",)  # may grow on --resume (the run continues); any other change is refused
 
 

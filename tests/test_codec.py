@@ -167,3 +167,28 @@ def test_resume_rules(data: Path) -> None:
     (data / "old.yaml").write_text((data / "tiny.yaml").read_text() + "steps: 10\n")
     r = run("train", "codec", "--train-cuts", fb, "--dev-cuts", fb, "-c", data / "old.yaml", "--exp-dir", data / "e4")
     assert r.exit_code == 1 and "unknown key 'steps', did you mean 'max_steps'?" in r.output
+
+
+def test_streamed_sets_cache_within_their_budget():
+    """LazySequence: each item loaded once while the cache holds it, never more than cache_bytes kept."""
+    import numpy as np
+
+    from polyspeech_cli.codec.data import LazySequence
+
+    loads = []
+
+    def load(i):
+        loads.append(i)
+        return np.full(256, i, dtype=np.float32)  # 1 KiB
+
+    seq = LazySequence(10, load, cache_bytes=4 * 1024)
+    for _ in range(3):
+        assert [float(seq[i][0]) for i in range(4)] == [0.0, 1.0, 2.0, 3.0]
+    assert loads == [0, 1, 2, 3]  # fits: read from storage once
+    seq[4]  # evicts the least recently used (0)
+    assert seq._cached_bytes <= 4 * 1024 and 0 not in seq._cache
+    seq[0]
+    assert loads == [0, 1, 2, 3, 4, 0]
+    uncached = LazySequence(3, load)
+    uncached[1], uncached[1]
+    assert loads[-2:] == [1, 1]  # cache_bytes 0: loaded on every access

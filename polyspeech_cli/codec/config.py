@@ -33,6 +33,9 @@ class CodecConfig:
     checkpoint_every: int = 500
     keep_last: int = 2  # training checkpoints kept in ckpt/
     max_dev_cuts: int = 200
+    # Training features are streamed from storage through an LRU cache of this many MiB: a set that fits
+    # is read from disk once (as fast as holding it in memory), a larger one never costs more.
+    cache_mb: int = 2048
     seed: int = 1234
     precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
     device: str = "auto"  # auto, cpu, cuda, cuda:N

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,10 +111,14 @@ class CutIndex:
 
 
 class LazySequence(Sequence):
-    """`seq[i]` = `load(i)`, computed on every access (nothing is cached)."""
+    """`seq[i]` = `load(i)`, loaded from storage on access and kept in a least-recently-used cache
+    of at most `cache_bytes` (0: nothing is kept). A training set smaller than the cache is read
+    from disk once, as if it were held in memory; a larger one never takes more than the cache."""
 
-    def __init__(self, n: int, load: Callable[[int], object]) -> None:
-        self.n, self.load = n, load
+    def __init__(self, n: int, load: Callable[[int], object], cache_bytes: int = 0) -> None:
+        self.n, self.load, self.cache_bytes = n, load, cache_bytes
+        self._cache: OrderedDict[int, tuple[object, int]] = OrderedDict()
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return self.n
@@ -123,10 +128,31 @@ class LazySequence(Sequence):
             return [self[j] for j in range(*i.indices(self.n))]
         if not -self.n <= i < self.n:
             raise IndexError(i)
-        return self.load(int(i) % self.n)
+        return self._get(int(i) % self.n)
 
     def __iter__(self) -> Iterator:
-        return (self.load(i) for i in range(self.n))
+        return (self._get(i) for i in range(self.n))
+
+    def _get(self, i: int) -> object:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i][0]
+        item = self.load(i)
+        size = nbytes(item)
+        if 0 < size <= self.cache_bytes:
+            self._cache[i] = (item, size)
+            self._cached_bytes += size
+            while self._cached_bytes > self.cache_bytes:
+                _, (_, old) = self._cache.popitem(last=False)
+                self._cached_bytes -= old
+        return item
+
+
+def nbytes(item: object) -> int:
+    """Bytes of the numpy arrays in `item` (an array, or an object whose fields hold arrays)."""
+    if isinstance(item, np.ndarray):
+        return item.nbytes
+    return sum(v.nbytes for v in vars(item).values() if isinstance(v, np.ndarray)) if hasattr(item, "__dict__") else 0
 
 
 def load_cut_features(cut: Cut, where: str = "") -> np.ndarray:
@@ -202,10 +228,10 @@ def load_feature_set(cuts: Iterable[Cut], normalization: str, where: str = "", p
     return FeatureSet(ids, feats, float(first.frame_shift), str(first.type))
 
 
-def stream_feature_set(path: Path | str, normalization: str, max_cuts: int = 0) -> FeatureSet:
+def stream_feature_set(path: Path | str, normalization: str, max_cuts: int = 0, cache_mb: int = 0) -> FeatureSet:
     """The cuts of a manifest (manifest order; the first `max_cuts` if > 0) as a FeatureSet whose
-    `feats[i]` loads, checks and normalises cut i from storage on every access: memory does not
-    grow with the manifest. `lens` comes from the metadata (one streaming pass)."""
+    `feats[i]` loads, checks and normalises cut i from storage on access (kept in a cache of at most
+    `cache_mb`): memory does not grow with the manifest. `lens` comes from the metadata (one streaming pass)."""
     index = CutIndex(path, max_cuts=max_cuts)
     where = f"{path}: "
 
@@ -216,6 +242,6 @@ def stream_feature_set(path: Path | str, normalization: str, max_cuts: int = 0) 
             raise PolyspeechError(f"{where}cut '{cut.id}': feature dim {x.shape[1]} differs from the first cut's {index.dim}")
         return normalize(x, normalization)
 
-    feats = LazySequence(len(index), load)
+    feats = LazySequence(len(index), load, cache_mb * 2**20)
     ids = LazySequence(len(index), lambda i: index.cut(i).id)
     return FeatureSet(ids, feats, index.frame_shift, index.feature_type, lens=index.num_frames.copy(), feat_dim=index.dim)

@@ -92,7 +92,7 @@ def train_codec(
     if resume and state is None:
         console.print(f"[yellow]--resume: no checkpoint in {exp_dir / 'ckpt'}, starting from scratch[/]")
 
-    train = stream_feature_set(train_cuts, cfg.normalize)  # features are loaded per batch, not held
+    train = stream_feature_set(train_cuts, cfg.normalize, cache_mb=cfg.cache_mb)  # loaded per batch, through a bounded cache
     dev_cutset = read_cuts(dev_cuts).subset(first=cfg.max_dev_cuts) if cfg.max_dev_cuts else read_cuts(dev_cuts)
     dev = load_feature_set(dev_cutset, cfg.normalize, f"{dev_cuts}: ", "loading dev features")
     if dev.dim != train.dim:

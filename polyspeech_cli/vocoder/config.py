@@ -46,6 +46,9 @@ class VocoderConfig:
     checkpoint_every: int = 500
     keep_last: int = 2
     max_dev_cuts: int = 100
+    # Training features are streamed from storage through an LRU cache of this many MiB: a set that fits
+    # is read from disk once (as fast as holding it in memory), a larger one never costs more.
+    cache_mb: int = 2048
 
 
 def check_config(cfg: VocoderConfig) -> None:

@@ -2,8 +2,10 @@
 
 The training cuts are streamed from storage, never held in memory: one pass over the lazily read
 manifest checks its metadata and indexes it (`codec.data.CutIndex`: a byte offset and a speaker per
-cut, the cut's JSON in an anonymous temporary file). Each batch then loads the features and audio of its own cuts (features normalised per utterance and
-resampled to the mel frame rate, target log-mel computed from the audio). Batches are drawn from
+cut, the cut's JSON in an anonymous temporary file). Each batch then loads the features and audio
+of its own cuts (features normalised per utterance and resampled to the mel frame rate, target
+log-mel computed from the audio), through a bounded cache (`cache_mb`): a set that fits is read
+from disk once, a larger one costs at most the cache. Batches are drawn from
 an RNG seeded by (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
 """
 
@@ -63,9 +65,10 @@ class UtteranceSet:
 
 
 def stream_utterances(path: Path, mel_cfg: MelConfig, normalization: str, keep_audio: bool = False,
-                      max_cuts: int = 0) -> UtteranceSet:
+                      max_cuts: int = 0, cache_mb: int = 0) -> UtteranceSet:
     """The utterances of a cuts manifest (sorted by cut id, the first `max_cuts` if > 0), each
-    loaded from storage when accessed (see module doc); metadata errors are raised here."""
+    loaded from storage when accessed and kept in a cache of at most `cache_mb` (see module doc);
+    metadata errors are raised here."""
     where = f"{path}: "
 
     def check(cut: Cut) -> None:
@@ -75,7 +78,8 @@ def stream_utterances(path: Path, mel_cfg: MelConfig, normalization: str, keep_a
 
     index = CutIndex(Path(path), sort=True, max_cuts=max_cuts, check=check)
     frontend = MelFrontend(mel_cfg)
-    utts = LazySequence(len(index), lambda i: load_utterance(index.cut(i), frontend, normalization, keep_audio, where))
+    utts = LazySequence(len(index), lambda i: load_utterance(index.cut(i), frontend, normalization, keep_audio, where),
+                        cache_mb * 2**20)
     return UtteranceSet(utts, index.dim, index.frame_shift, index.feature_type, index.speakers())  # type: ignore[arg-type]
 
 

@@ -96,7 +96,7 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
     use_gan = cfg.vocoder == "hifigan" and cfg.hifigan.steps > 0
 
     # streamed: each batch loads its cuts' features and audio from storage (memory does not grow with the set)
-    data = stream_utterances(Path(train_cuts), cfg.mel, cfg.normalize, keep_audio=use_gan)
+    data = stream_utterances(Path(train_cuts), cfg.mel, cfg.normalize, keep_audio=use_gan, cache_mb=cfg.cache_mb)
     groups = data.by_speaker()
     single = sum(1 for v in groups.values() if len(v) < 2)
     log(f"train: {len(data.utts)} utterances, {len(groups)} speakers, {data.feat_dim}-dim '{data.feature_type}' features "
