@@ -70,7 +70,7 @@ def system(tmp_path_factory) -> dict:
     from polyspeech_cli.vocoder.checkpoint import save_model
     from polyspeech_cli.vocoder.model import DecoderConfig, SpeechDecoder
     from polyspeech_cli.vocoder.speaker import SpeakerConfig
-    from polyspeech_cli.vocoder.train import VocoderConfig
+    from polyspeech_cli.vocoder.config import VocoderConfig
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("decode")

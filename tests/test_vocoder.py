@@ -68,7 +68,7 @@ def make_cuts(root: Path, per_speaker: int = 3, seconds: float = 1.6, name: str 
 def tiny_config(**overrides):
     from polyspeech_cli.vocoder.model import DecoderConfig
     from polyspeech_cli.vocoder.speaker import SpeakerConfig
-    from polyspeech_cli.vocoder.train import VocoderConfig
+    from polyspeech_cli.vocoder.config import VocoderConfig
 
     cfg = VocoderConfig(
         decoder=DecoderConfig(channels=48, blocks=2, dilations=[1, 2], speaker=SpeakerConfig(channels=32, conv_layers=2, gru_dim=32, embed_dim=32)),

@@ -30,7 +30,7 @@ from polyspeech_cli.training import (
 )
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.vocoder.checkpoint import KIND, MODEL, read_checkpoint, save_model
-from polyspeech_cli.vocoder.config import VOCODERS, VocoderConfig, check_config  # noqa: F401  (VocoderConfig: re-exported)
+from polyspeech_cli.vocoder.config import VocoderConfig, check_config
 from polyspeech_cli.vocoder.data import decoder_batch, load_utterances, mel_stats, prompt_index, stream_utterances, vocoder_batch
 from polyspeech_cli.vocoder.evaluate import evaluate_decoder, plot_mels, predict_mel
 from polyspeech_cli.vocoder.hifigan import Discriminators, Generator, discriminator_loss, generator_losses
