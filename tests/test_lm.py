@@ -283,13 +283,14 @@ def test_bpe_vocab_roundtrip_with_mandarin(tmp_path):
     assert w.class_name(w.lang_id("zh")) == "zh" and w.class_name(w.gender_id("F")) == "F"
 
 
-@pytest.mark.parametrize("prefix_lm", [False, True])
-def test_cached_greedy_matches_teacher_forcing(prefix_lm):
+@pytest.mark.parametrize("prefix_lm,encoder_layers", [(False, 0), (True, 0), (False, 1)])
+def test_cached_greedy_matches_teacher_forcing(prefix_lm, encoder_layers):
     """KV-cached decoding sees the same masks and positions as training (padding included)."""
     from polyspeech_cli.lm.model import ModelConfig
 
     torch.manual_seed(0)
-    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, n_kv_heads=2, d_ff=64, prefix_lm=prefix_lm, aligned_positions=True)
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, n_kv_heads=2, d_ff=64, prefix_lm=prefix_lm, aligned_positions=True,
+                      encoder_layers=encoder_layers)
     model = PolySpeechLM(cfg, vocab_size=40, feat_dim=8, n_text=20, text_offset=8).eval()
     model.rates[0] = 0.6
     feats = torch.randn(2, 37, 8)
@@ -307,6 +308,27 @@ def test_cached_greedy_matches_teacher_forcing(prefix_lm):
     start = spans[0][1]
     logits = model.llm.lm_head(h[0, start : start + len(hyp)])
     assert logits.argmax(-1).tolist() == hyp
+
+
+def test_speech_encoder_ignores_padding_and_feeds_ctc():
+    """A row's speech-encoder states (and so its CTC log-probs) do not depend on the other rows'
+    lengths: the bidirectional encoder masks padding; CTC reads the encoder, not the decoder."""
+    from polyspeech_cli.lm.model import ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, d_ff=64, encoder_layers=2)
+    model = PolySpeechLM(cfg, vocab_size=40, feat_dim=8, n_text=20, text_offset=8).eval()
+    feats = torch.randn(2, 40, 8)
+    pair = {"task": "asr", "prefix": [torch.tensor([4])] * 2, "suffix": [torch.tensor([2])] * 2, "feats": feats, "feat_lens": torch.tensor([24, 40])}
+    alone = {"task": "asr", "prefix": [torch.tensor([4])], "suffix": [torch.tensor([2])], "feats": feats[:1, :24], "feat_lens": torch.tensor([24])}
+    with torch.no_grad():
+        logp_pair, lens = model.batch_ctc_logprobs(pair)
+        logp_alone, _ = model.batch_ctc_logprobs(alone)
+        assert lens.tolist() == [6, 10]
+        torch.testing.assert_close(logp_pair[0, :6], logp_alone[0], atol=1e-5, rtol=1e-5)
+        changed = feats.clone()
+        changed[0, 20:24] += 3.0  # a late frame changes early encoder states: the encoder is bidirectional
+        assert not torch.allclose(model.batch_ctc_logprobs(dict(alone, feats=changed[:1, :24]))[0][0, 0], logp_alone[0, 0])
 
 
 def test_keep_last_and_average(data, tmp_path):
@@ -366,3 +388,26 @@ def test_dev_loss_is_logged_at_the_last_step(data, tmp_path):
     with open(tmp_path / "exp" / "train_log.csv") as f:
         dev_steps = sorted({int(r["step"]) for r in csv.DictReader(f) if r["split"] == "dev" and r["loss"]})
     assert dev_steps == [4, 6]  # every valid_every steps, and once more at the end for the curves
+
+
+def test_patience_stops_early_and_keeps_the_best_model(data, tmp_path):
+    """A single-task run stops after `patience` dev evaluations without a new best, keeps the best
+    model (not the last), counts as finished (a re-run skips), and the budget table says so."""
+    from polyspeech_cli.lm.summary import budget_table, read_log
+
+    exp = tmp_path / "lid"
+    cfg = tiny_cfg(max_steps=300, tasks=["lid"], eval_every=2, eval_utts=8, patience=2, lr=1e-2)
+    out = train(cfg, data, data, exp, progress=False, log=lambda *a: None)
+    rows = read_log(exp)
+    accs = [(int(r["step"]), float(r["value"])) for r in rows if r["metric"] == "lid_acc"]
+    best_step = int(float(next(r["value"] for r in rows if r["metric"] == "best_step")))
+    assert out["step"] < 300, "LID on 8 cuts reaches its best accuracy long before 300 steps"
+    during = [a for s, a in accs if s <= out["step"]][:-1]  # the last row re-evaluates the kept model
+    assert best_step == 2 * (1 + during.index(max(during)))  # the first step with the best accuracy
+    assert out["step"] == best_step + 2 * cfg.patience
+    assert accs[-1][1] == max(during)  # the saved model is the best one
+    assert "(early stop)" in budget_table([exp])
+    again = train(cfg, data, data, exp, resume=True, progress=False, log=lambda *a: None)
+    assert again["step"] == out["step"] and again["metrics"] == {}  # finished: skipped
+    with pytest.raises(PolyspeechError, match="single-task"):
+        train(tiny_cfg(max_steps=4, tasks=["lid", "gid"], patience=2), data, data, tmp_path / "multi", progress=False, log=lambda *a: None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from polyspeech_cli.score.asr import count_errors, score_asr
@@ -158,3 +159,90 @@ def test_compare_refuses_two_asr_decodes_in_one_system(tmp_path, run_cli):
     (tmp_path / "s.json").write_text(json.dumps(scores))
     r = run_cli("compare", f"a={tmp_path / 's.json'}", "--out", tmp_path / "R.md")
     assert r.exit_code == 1 and "--tts-asr" in r.output and "2 ASR decodes" in r.output
+
+
+def _tones(freqs: list[float], seconds: float, rate: int, lead: float, seed: int) -> np.ndarray:
+    """A sequence of harmonic tones after `lead` s of silence, over faint noise (like a recording's floor)."""
+    parts = [np.zeros(int(lead * rate))]
+    for f in freqs:
+        t = np.arange(int(seconds * rate)) / rate
+        parts.append(sum(0.3 / h * np.sin(2 * np.pi * f * h * t) for h in (1, 2, 3)))
+    x = np.concatenate(parts)
+    return (x + 1e-3 * np.random.default_rng(seed).standard_normal(len(x))).astype(np.float32)
+
+
+def test_mcd_dtw_identical_delayed_and_different():
+    """DTW-aligned MCD: 0 for identical audio, small for the same tones slower and later, large otherwise."""
+    from polyspeech_cli.errors import PolyspeechError
+    from polyspeech_cli.score.mcd import MCD_SCALE, dtw_mcd, mel_cepstrum
+
+    ref = _tones([220, 330, 440, 550, 660], 0.3, 22050, lead=0.1, seed=0)
+    stretched = _tones([220, 330, 440, 550, 660], 0.36, 22050, lead=0.4, seed=1)  # 20% slower, 0.3 s later
+    other = _tones([700, 300, 900, 250, 500], 0.3, 22050, lead=0.1, seed=2)
+    noise = 0.1 * np.random.default_rng(3).standard_normal(len(ref)).astype(np.float32)
+    mc = mel_cepstrum(ref, 22050)
+    assert mc.shape == (int(len(ref) / 22050 * 100) + 1, 13)  # 10 ms hop at 16 kHz, c1..c13
+    assert dtw_mcd(mc, mel_cepstrum(ref, 22050)) == pytest.approx(0, abs=1e-9)
+    near = dtw_mcd(mc, mel_cepstrum(stretched, 22050))
+    assert near < 0.25 * dtw_mcd(mc, mel_cepstrum(other, 22050)) and near < 0.25 * dtw_mcd(mc, mel_cepstrum(noise, 22050))
+    # DTW by hand: repeated frames align at no cost; one frame pair is the formula itself.
+    frames = np.random.default_rng(4).standard_normal((20, 13))
+    assert dtw_mcd(frames, np.repeat(frames, 3, axis=0)) == pytest.approx(0, abs=1e-12)
+    assert dtw_mcd(frames[:1], frames[1:2]) == pytest.approx(10 / np.log(10) * np.sqrt(2) * np.linalg.norm(frames[0] - frames[1]))
+    assert MCD_SCALE == pytest.approx(6.1418, abs=1e-4)
+    with pytest.raises(PolyspeechError, match="same dims"):
+        dtw_mcd(frames, frames[:, :5])
+
+
+def test_score_tts_mcd_into_scores_json_and_compare(tmp_path, run_cli, monkeypatch):
+    """`polyspeech score` of a TTS decode writes `mcd` (rows without a reference skipped and counted);
+    `compare` shows the TTS MCD row for systems and references, lower is better in the relative bar."""
+    import soundfile as sf
+
+    # SECS is the pretrained encoder's business (test_secs_with_pretrained_encoder); here fixed embeddings.
+    monkeypatch.setattr("polyspeech_cli.score.secs.embed_files", lambda paths: {p: np.array([1.0, 0.0]) for p in paths})
+    d = tmp_path / "exp" / "decode_tts_test"
+    (d / "wav").mkdir(parents=True)
+    (d / "ref").mkdir()
+    sf.write(d / "ref" / "a.wav", _tones([220, 330, 440], 0.3, 16000, 0.1, 0), 16000)
+    sf.write(d / "wav" / "a.wav", _tones([220, 330, 440], 0.3, 22050, 0.1, 0), 22050)  # the same at another rate
+    sf.write(d / "ref" / "b.wav", _tones([300, 600, 450], 0.3, 16000, 0.1, 1), 16000)
+    sf.write(d / "wav" / "b.wav", _tones([800, 250, 350], 0.3, 22050, 0.1, 2), 22050)
+    rows = [{"id": i, "task": "tts", "wav": str(d / "wav" / f"{i}.wav"), "reference_wav": str(d / "ref" / f"{i}.wav"), "speaker": i}
+            for i in ("a", "b")]
+    rows.append({"id": "c", "task": "tts", "wav": str(d / "wav" / "a.wav"), "reference_wav": None, "speaker": "c"})
+    (d / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = run_cli("score", d)
+    assert r.exit_code == 0, r.output
+    scores = json.loads((tmp_path / "exp" / "scores.json").read_text())
+    tts = scores["decode_tts_test"]
+    assert tts["mcd_utterances"] == 2 and tts["no_reference"] == 1 and tts["mcd"] > 1  # mean of ~0 (a) and a large MCD (b)
+    text = (tmp_path / "exp" / "RESULTS.md").read_text()
+    assert f"|decode_tts_test|2|1.000|1.000|{tts['mcd']:.2f}|" in text and "1 of 3 utterances have no reference_wav" in text
+    worse, ref = tmp_path / "worse.json", tmp_path / "resynth.json"
+    worse.write_text(json.dumps({"decode_tts_test": {**tts, "mcd": 1.5 * tts["mcd"]}}))
+    ref.write_text(json.dumps({"decode_tts_test_resynth": {**tts, "mcd": 0.5 * tts["mcd"]}}))
+    old = tmp_path / "old.json"  # a scores.json from before MCD: its cell is "–"
+    old.write_text(json.dumps({"decode_tts_test": {k: v for k, v in tts.items() if k != "mcd"}}))
+    bars = tmp_path / "bars.yaml"
+    bars.write_text("relative_to_first: 0.10\n")
+    out = tmp_path / "RESULTS.md"
+    r = run_cli("compare", f"single-task={tmp_path / 'exp' / 'scores.json'}", f"multitask={worse}", f"old={old}",
+                "--reference", f"resynth={ref}", "--bars", bars, "--out", out)
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    table = {ln.split(" | ")[0].lstrip("| "): ln for ln in text[: text.index("## Reference")].splitlines() if ln.startswith("| ")}
+    assert table["TTS MCD (dB)"] == f"| TTS MCD (dB) | {tts['mcd']:.2f} | {1.5 * tts['mcd']:.2f} | – |"
+    assert f"| TTS MCD (dB) | {0.5 * tts['mcd']:.2f} |" in text[text.index("## Reference: resynth") : text.index("## Quality bars")]
+    bar = next(ln for ln in text.splitlines() if ln.startswith("| TTS MCD (dB): within 10% relative"))
+    assert bar.endswith("| (reference) | ✗ +50.0% | – |")  # a higher MCD is worse
+    worse.write_text(json.dumps({"decode_tts_test": {**tts, "mcd": 0.5 * tts["mcd"]}}))
+    r = run_cli("compare", f"single-task={tmp_path / 'exp' / 'scores.json'}", f"multitask={worse}", "--bars", bars, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "| TTS MCD (dB): within 10% relative of single-task | (reference) | ✓ -50.0% |" in out.read_text()
+
+
+def test_score_tts_without_any_reference_is_one_error(tmp_path, run_cli):
+    d = write_results(tmp_path / "decode_tts_x", [{"id": "1", "task": "tts", "wav": str(tmp_path / "x.wav"), "reference_wav": None, "speaker": "A"}])
+    r = run_cli("score", d)
+    assert r.exit_code == 1 and "has a reference_wav" in r.output and not (tmp_path / "RESULTS.md").exists()

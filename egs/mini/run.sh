@@ -12,7 +12,9 @@ stage=0
 stop_stage=100
 quick=false           # tiny corpus and budgets, for smoke tests
 train_utts=""         # training utterances per language (default: $conf/synth.yaml)
-lm_steps=""           # multitask LM steps (default: $conf/lm_tiny.yaml); single-task LMs get each task's share
+budget=1              # scales every training budget (codec, speech decoder, LM steps): 2 = twice the steps
+lm_steps=""           # multitask LM steps (default: max_steps of $conf/lm_tiny.yaml x budget); the single-task cap
+patience=5            # single-task LMs stop after this many dev evaluations without a new best (kept: the best)
 nj=2                  # LM trainings / decodes run side by side (1 CPU thread each)
 data_dir=data
 exp_dir=exp
@@ -23,10 +25,14 @@ conf=../../conf        # the YAML configs (tiny CPU ones by default)
 
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
 
+scaled_steps() {  # scaled_steps CONFIG: max_steps of that YAML config x $budget
+  python3 -c 'import sys, yaml; print(max(1, round(yaml.safe_load(open(sys.argv[1]))["max_steps"] * float(sys.argv[2]))))' "$1" "$budget"
+}
 synth_opts=(--config "$conf/synth.yaml")
-codec_opts=(--config "$conf/codec_tiny.yaml")
-vocoder_opts=(--config "$conf/vocoder_tiny.yaml")
+codec_opts=(--config "$conf/codec_tiny.yaml" --max-steps "$(scaled_steps "$conf/codec_tiny.yaml")")
+vocoder_opts=(--config "$conf/vocoder_tiny.yaml" --max-steps "$(scaled_steps "$conf/vocoder_tiny.yaml")")
 lm_opts=(--config "$conf/lm_tiny.yaml" --speech-tokens sset)
+lm_steps=${lm_steps:-$(scaled_steps "$conf/lm_tiny.yaml")}
 # Decoding settings chosen on the dev split (README, "Recipes"): joint CTC/attention weight 0.8
 # for both systems; TTS temperature per system: multitask 0.4, single-task 1.0.
 asr_decode_opts=(--beam-size 4 --ctc-weight 0.8)
@@ -35,14 +41,14 @@ tts_temperature_single=1.0
 kmeans_k=2048
 if [ "$quick" = true ]; then
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 2)
-  codec_opts+=(--max-steps 20)
-  vocoder_opts+=(--max-steps 20)
-  lm_steps=${lm_steps:-20}
+  codec_opts=(--config "$conf/codec_tiny.yaml" --max-steps 20)
+  vocoder_opts=(--config "$conf/vocoder_tiny.yaml" --max-steps 20)
+  lm_steps=20
   kmeans_k=64
 elif [ -n "$train_utts" ]; then
   synth_opts+=(--train-utts "$train_utts")
 fi
-[ -n "$lm_steps" ] && lm_opts+=(--max-steps "$lm_steps")
+lm_opts+=(--max-steps "$lm_steps")
 sets="train dev test"
 tasks="asr tts lid gid"
 feats=$data_dir/sset   # cuts carrying fbank features *and* SSET tokens
@@ -74,11 +80,13 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     --out "$exp_dir/codec/codec_eval.json"
 fi
 
-# Run "$@" in the background with its output in a log file (nj > 1), or in the foreground.
+# Run "$@" in the background with its output in a log file (nj > 1), once fewer than $nj such
+# jobs run; or in the foreground (nj = 1).
 lane_pids=()
 lane() {
   local log_file=$1; shift
   if [ "$nj" -gt 1 ]; then
+    while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 1; done
     mkdir -p "$(dirname "$log_file")"
     log "  background: $* (log: $log_file)"
     ( "$@" ) > "$log_file" 2>&1 &
@@ -99,14 +107,10 @@ train_lm() {  # train_lm NAME TASKS [extra options]
   polyspeech train lm "${lm_opts[@]}" --tasks "$task_list" --train-cuts "$feats/synth_cuts_train.jsonl.gz" \
     --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
 }
-train_singles() {  # same budget: each gets the steps the multitask LM spends on its task
-  for t in $tasks; do train_lm "$t" "$t" --steps-share-of "${tasks// /,}"; done
-}
-
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "Stage 4: train the multitask LM and the four single-task LMs (same budget: each task's share of the multitask steps)"
+  log "Stage 4: train the multitask LM ($lm_steps steps) and the four single-task LMs (each until its dev metric stops improving, patience $patience, at most $lm_steps steps), $nj at a time"
   lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}"
-  lane "$exp_dir/lm_single.log" train_singles
+  for t in $tasks; do lane "$exp_dir/lm_$t/train.log" train_lm "$t" "$t" --patience "$patience"; done
   wait_lanes
 fi
 
@@ -115,6 +119,10 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   polyspeech train vocoder "${vocoder_opts[@]}" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
     --dev-cuts "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/vocoder" --resume
 fi
+
+tts_judge() {  # the ASR model with the lower dev error (chosen on dev, never on test)
+  python3 -m polyspeech_cli.lm.summary --best asr "$exp_dir/lm_asr" "$exp_dir/lm_multi"
+}
 
 decode_system() {  # decode_system LM...: every task of the test set with these LMs (multi, or the single-task ones)
   for lm in "$@"; do
@@ -139,9 +147,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   # The TTS back end's upper bound: the test cuts' own SSET tokens through codec decoder + speech decoder.
   polyspeech decode --task tts --oracle-tokens --set-name test_resynth --exp-dir "$exp_dir/lm_multi" \
     --cuts "$feats/synth_cuts_test.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
-  # TTS intelligibility: one fixed judge (the single-task ASR model) transcribes all TTS audio.
+  # TTS intelligibility: one judge (the better ASR model on dev) transcribes all TTS audio.
+  judge=$(tts_judge)
+  log "  TTS judge: $judge (the lower dev ASR error of lm_asr and lm_multi)"
   for src in multi/decode_tts_test:multi tts/decode_tts_test:tts multi/decode_tts_test_resynth:resynth; do
-    lane "$exp_dir/lm_asr/decode_tts_${src#*:}.log" polyspeech decode --task asr --exp-dir "$exp_dir/lm_asr" \
+    lane "$judge/decode_tts_${src#*:}.log" polyspeech decode --task asr --exp-dir "$judge" \
       --cuts "$exp_dir/lm_${src%:*}/cuts.jsonl.gz" --set-name "tts_${src#*:}" "${asr_decode_opts[@]}"
   done
   wait_lanes
@@ -155,13 +165,14 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     "$exp_dir/lm_gid/decode_gid_test" --out "$exp_dir/single/RESULTS.md"
   mkdir -p "$exp_dir/resynth" "$exp_dir/tts_asr"
   polyspeech score "$exp_dir/lm_multi/decode_tts_test_resynth" --out "$exp_dir/resynth/RESULTS.md"
-  # TTS intelligibility: the judge's (single-task ASR) transcripts of each system's TTS audio
-  polyspeech score "$exp_dir"/lm_asr/decode_asr_tts_{multi,tts,resynth} --out "$exp_dir/tts_asr/RESULTS.md"
+  # TTS intelligibility: the judge's transcripts of each system's TTS audio
+  judge=$(tts_judge)
+  polyspeech score "$judge"/decode_asr_tts_{multi,tts,resynth} --out "$exp_dir/tts_asr/RESULTS.md"
   resynth="real SSET tokens resynthesized (TTS back-end upper bound)"
   polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out "$results" \
     --reference "$resynth=$exp_dir/resynth/scores.json" --bars conf/quality_bars.yaml \
-    --tts-asr "single-task=$exp_dir/lm_asr/decode_asr_tts_tts" --tts-asr "multitask=$exp_dir/lm_asr/decode_asr_tts_multi" \
-    --tts-asr "$resynth=$exp_dir/lm_asr/decode_asr_tts_resynth" \
+    --tts-asr "single-task=$judge/decode_asr_tts_tts" --tts-asr "multitask=$judge/decode_asr_tts_multi" \
+    --tts-asr "$resynth=$judge/decode_asr_tts_resynth" \
     $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md
 fi
 

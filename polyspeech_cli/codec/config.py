@@ -37,6 +37,6 @@ class CodecConfig:
     # is read from disk once (as fast as holding it in memory), a larger one never costs more.
     cache_mb: int = 2048
     seed: int = 1234
-    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
+    precision: str = "auto"  # auto (GPU: bf16/fp16; CPU: bf16 with native bf16 instructions, else fp32), fp32, bf16, fp16
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default

@@ -1,7 +1,8 @@
 """The generated multilingual corpus ("synth"): eSpeak-NG speech for random word sequences.
 
-It exists so that every recipe stage can run end to end with no download: 5 languages, 16
-voices (8 male, 8 female), speaker-disjoint train/dev/test splits, Lhotse manifests.
+It exists so that every recipe stage can run end to end with no download: 5 languages, 37
+voices (21 male, 16 female), speaker-disjoint train/dev/test splits (8 held-out voices each for
+dev and test, 4 per gender), Lhotse manifests.
 
 Determinism. libespeak-ng carries hidden state from one utterance to the next (a pitch-flutter
 phase, a gain control, a cycle counter that none of its API resets), so the same call gives
@@ -72,8 +73,9 @@ class SynthVoice:
         return f"synth-{self.variant.lower()}"
 
 
-# Variants from espeak-ng-data/voices/!v. Base pitch/rate are spread so that voices sharing a
-# similar formant set still differ in prosody.
+# Variants from espeak-ng-data/voices/!v that declare a gender (all 37 but the whispered, robotic
+# and effect voices: croak, whisper, whisperf, Demonic, Storm, UniRobot, anikaRobot, AnxiousAndy).
+# Base pitch/rate are spread so that voices sharing a similar formant set still differ in prosody.
 VOICES: tuple[SynthVoice, ...] = (
     SynthVoice("m1", "M", 45, 165),
     SynthVoice("m2", "M", 55, 180),
@@ -83,6 +85,19 @@ VOICES: tuple[SynthVoice, ...] = (
     SynthVoice("m6", "M", 35, 185),
     SynthVoice("m7", "M", 50, 155),
     SynthVoice("m8", "M", 55, 175),
+    SynthVoice("Andy", "M", 45, 180),
+    SynthVoice("Lee", "M", 50, 160),
+    SynthVoice("Denis", "M", 40, 170),
+    SynthVoice("Diogo", "M", 55, 165),
+    SynthVoice("Henrique", "M", 45, 175),
+    SynthVoice("Hugo", "M", 50, 185),
+    SynthVoice("Marco", "M", 60, 170),
+    SynthVoice("antonio", "M", 40, 160),
+    SynthVoice("michel", "M", 50, 165),
+    SynthVoice("miguel", "M", 45, 170),
+    SynthVoice("sandro", "M", 55, 160),
+    SynthVoice("travis", "M", 40, 180),
+    SynthVoice("victor", "M", 50, 175),
     SynthVoice("f1", "F", 50, 175),
     SynthVoice("f2", "F", 40, 165),
     SynthVoice("f3", "F", 55, 185),
@@ -91,21 +106,31 @@ VOICES: tuple[SynthVoice, ...] = (
     SynthVoice("belinda", "F", 40, 175),
     SynthVoice("anika", "F", 50, 165),
     SynthVoice("steph", "F", 60, 170),
+    SynthVoice("steph2", "F", 50, 180),
+    SynthVoice("steph3", "F", 45, 165),
+    SynthVoice("Andrea", "F", 55, 170),
+    SynthVoice("Alicia", "F", 50, 160),
+    SynthVoice("Annie", "F", 45, 175),
+    SynthVoice("aunty", "F", 50, 165),
+    SynthVoice("grandma", "F", 40, 155),
+    SynthVoice("linda", "F", 55, 175),
 )
 
-# Held-out speakers (one male, one female per split); every other voice is a training voice.
+# Held-out speakers: 4 male and 4 female per split, so GID and every per-voice figure rest on
+# 8 unseen voices; the other 21 (13 male, 8 female) are training voices. The steph variants stay
+# together in train (they share one formant set).
 HELD_OUT: dict[str, tuple[str, ...]] = {
-    "dev": ("synth-m8", "synth-steph"),
-    "test": ("synth-m4", "synth-f4"),
+    "dev": ("synth-m8", "synth-lee", "synth-diogo", "synth-travis", "synth-f5", "synth-andrea", "synth-aunty", "synth-anika"),
+    "test": ("synth-m4", "synth-andy", "synth-hugo", "synth-michel", "synth-f4", "synth-f3", "synth-annie", "synth-linda"),
 }
 
 
 @dataclass
 class SynthConfig:
-    """What to generate. The defaults give ~1.5 h of training speech over 5 languages."""
+    """What to generate. The defaults give ~3.6 h of training speech over 5 languages."""
 
     languages: list[str] = field(default_factory=lambda: ["en", "zh", "de", "fr", "es"])
-    train_utts_per_language: int = 420
+    train_utts_per_language: int = 1000
     dev_utts_per_language: int = 40
     test_utts_per_language: int = 40
     min_words: int = 3
@@ -317,6 +342,7 @@ def _check_stamp(corpus_dir: Path, config: SynthConfig) -> None:
     stamp = {k: v for k, v in dataclasses.asdict(config).items() if k != "num_workers"}  # the only field that does not change the output
     # The resampler (native eSpeak rate -> sample_rate) changes the samples too: polyspeech_cli.audio.resample.
     stamp["resampler"] = RESAMPLER
+    stamp["voices"] = {split: [f"{v.speaker}:{v.gender}:{v.pitch}:{v.rate}" for v in split_voices(split)] for split in SPLITS}
     stamp = json.loads(json.dumps(stamp))  # compare as JSON types (a tuple of languages equals a list)
     path = corpus_dir / STAMP_NAME
     if path.is_file():

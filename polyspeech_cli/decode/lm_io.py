@@ -272,13 +272,13 @@ def ctc_logprobs(lm: LoadedLM, batch: dict) -> tuple[torch.Tensor, torch.Tensor]
     """The CTC head's (N, T, n_text + 1) log-probs over the speech positions (class 0 = blank,
     class i = text id text_offset + i - 1) and their lengths; None when the LM has no CTC head.
 
-    One extra forward pass over the prefixes (the decoding cache holds no hidden states).
+    One extra forward pass over the prefixes (the decoding cache holds no hidden states), or only
+    over the speech encoder when the LM has one.
     """
     m = lm.model
     if m.ctc_head is None or batch.get("feats") is None:
         return None
-    h, _, spans = m.hidden(to_device(batch, next(m.parameters()).device))
-    logp, lens = m.ctc_logprobs(h, spans)
+    logp, lens = m.batch_ctc_logprobs(to_device(batch, next(m.parameters()).device))
     return logp.float().cpu(), lens.cpu()
 
 

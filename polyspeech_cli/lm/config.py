@@ -30,7 +30,7 @@ class TrainConfig:
     warmup_steps: int = 100
     max_steps: int = 1000
     grad_clip: float = 1.0
-    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
+    precision: str = "auto"  # auto (GPU: bf16/fp16; CPU: bf16 with native bf16 instructions, else fp32), fp32, bf16, fp16
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -39,6 +39,11 @@ class TrainConfig:
     valid_batches: int = 10
     eval_every: int = 0  # greedy CER / accuracy on dev cuts; 0 = only at the end
     eval_utts: int = 50
+    # Early stopping (single-task runs): stop after this many dev evaluations without a new best
+    # dev error (ASR: the lower of greedy and CTC CER; LID/GID: 1 - accuracy, every `eval_every`
+    # steps; TTS: dev loss, every `valid_every` steps) and keep the best model; `max_steps` is the cap.
+    # 0 = train for max_steps.
+    patience: int = 0
     checkpoint_every: int = 500
     keep_last: int = 3
     average_last: int = 0  # >1: also write ckpt/avg-<K>.pt averaging the last K checkpoints

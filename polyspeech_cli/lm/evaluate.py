@@ -24,21 +24,18 @@ from polyspeech_cli.score.asr import count_errors
 @torch.no_grad()
 def evaluate(model: PolySpeechLM, vocab: Vocab, cfg: TrainConfig, cuts, tasks: list[str], max_utts: int = 50,
              batch_size: int = 8, per_language: bool = False, exp_dir: Path = Path(".")) -> dict[str, float]:
-    """Greedy metrics on the first `max_utts` cuts carrying each task's labels (TTS: skipped);
+    """Greedy metrics on `max_utts` cuts carrying each task's labels, evenly spaced over `cuts` (TTS: skipped);
     `exp_dir` is where the model's `features.json` lies (for cuts without stored features)."""
     was_training = model.training
     model.eval()
     lm = lm_io.LoadedLM(model, vocab, cfg, exp_dir=Path(exp_dir), checkpoint=Path(exp_dir), feat_dim=-1)
     metrics: dict[str, float] = {}
     for task in [t for t in tasks if t != "tts"]:
-        sel = []
-        for c in cuts:
-            if len(sel) >= max_utts:
-                break
-            if has_labels(c, task, cfg.data):
-                sel.append(c)
-        if not sel:
+        labelled = [c for c in cuts if has_labels(c, task, cfg.data)]  # a dev set: small
+        if not labelled:
             continue
+        # Evenly spaced over the set, so every language and voice is in (sets are ordered by both).
+        sel = [labelled[round(i * len(labelled) / min(max_utts, len(labelled)))] for i in range(min(max_utts, len(labelled)))]
         refs = [reference(c, task) for c in sel]
         hyps, ctc_hyps = [], []
         for i in range(0, len(sel), batch_size):
@@ -62,6 +59,16 @@ def evaluate(model: PolySpeechLM, vocab: Vocab, cfg: TrainConfig, cuts, tasks: l
             metrics[f"{task}_acc"] = sum(h == r for h, r in zip(hyps, refs)) / len(sel)
     model.train(was_training)
     return metrics
+
+
+def dev_error(task: str, metrics: dict[str, float], dev_losses: dict[str, float]) -> float | None:
+    """The early-stopping criterion of `task` (lower is better), or None when this evaluation has none."""
+    if task == "tts":
+        return dev_losses.get("tts")
+    if task == "asr":
+        cers = [metrics[k] for k in ("asr_cer", "asr_ctc_cer") if k in metrics]
+        return min(cers) if cers else None
+    return 1.0 - metrics[f"{task}_acc"] if f"{task}_acc" in metrics else None
 
 
 def main() -> None:

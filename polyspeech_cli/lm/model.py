@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
 from polyspeech_cli.lm.tasks import ALIGNED_TASKS, TASKS
 
@@ -35,6 +35,10 @@ class ModelConfig:
     tie_embeddings: bool = True
     adapter: str = "stack"  # stack: concatenate `stack` frames + MLP; conv2d: 2 strided convs (4x)
     stack: int = 4
+    # Speech encoder: this many bidirectional Transformer layers over the adapter's output (as the
+    # paper's HuBERT input is a bidirectional encoder's); the auxiliary CTC head then reads the
+    # encoder's states instead of the decoder's causal ones. 0 = the adapter feeds the decoder directly.
+    encoder_layers: int = 0
     ctc_weight: float = 0.3  # 0 disables the auxiliary CTC head
     # Prefix LM: `<task> input` attend to each other in both directions (an encoder over the
     # input, as in encoder-decoder ASR); `<sep> output` stays causal, so decoding is unchanged.
@@ -48,8 +52,33 @@ class ModelConfig:
     gradient_checkpointing: bool = False
 
 
+def llama_config(cfg: ModelConfig, vocab_size: int, n_layers: int) -> LlamaConfig:
+    """The decoder's (and the speech encoder's) Llama hyper-parameters."""
+    llama = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
+        num_hidden_layers=n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
+        max_position_embeddings=cfg.max_positions, rope_theta=cfg.rope_theta, attention_dropout=cfg.dropout,
+        tie_word_embeddings=cfg.tie_embeddings, pad_token_id=0, bos_token_id=None, eos_token_id=1,
+    )
+    llama._attn_implementation = "sdpa"
+    return llama
+
+
+def length_mask(lens: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, n) long mask, 1 where the position is < that row's length."""
+    return (torch.arange(n, device=lens.device)[None, :] < lens[:, None]).long()
+
+
+def full_attention_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) padding mask -> (B, 1, L, L) boolean bidirectional mask (True = attend)."""
+    full = mask[:, None, :].bool().expand(-1, mask.shape[1], -1).clone()
+    full |= torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)[None]  # padded rows: no all-masked row (NaN)
+    return full[:, None]
+
+
 class SpeechAdapter(nn.Module):
-    """Continuous frames (B, T, D) -> (B, T', d_model) with T' = T // 4 (conv2d) or T // stack."""
+    """Continuous frames (B, T, D) -> (B, T', d_model) with T' = T // 4 (conv2d) or T // stack,
+    then (with `encoder_layers`) a bidirectional Transformer encoder over the T' positions."""
 
     def __init__(self, feat_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
@@ -63,17 +92,25 @@ class SpeechAdapter(nn.Module):
             self.proj = nn.Linear(c * (((feat_dim - 1) // 2 - 1) // 2), cfg.d_model)
         else:
             raise ValueError(f"unknown adapter {cfg.adapter!r} (stack or conv2d)")
+        self.encoder = LlamaModel(llama_config(cfg, 1, cfg.encoder_layers)) if cfg.encoder_layers > 0 else None
 
     def out_len(self, n: int) -> int:
         return n // self.stack if self.kind == "stack" else ((n - 1) // 2 - 1) // 2
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """`lens`: (B,) valid positions of each row after subsampling (the encoder's padding mask)."""
         if self.kind == "stack":
             b, t, d = x.shape
             t = t // self.stack * self.stack
-            return self.proj(x[:, :t].reshape(b, t // self.stack, d * self.stack))
-        y = self.conv(x.unsqueeze(1))  # (B, C, T', F')
-        return self.proj(y.transpose(1, 2).flatten(2))
+            y = self.proj(x[:, :t].reshape(b, t // self.stack, d * self.stack))
+        else:
+            y = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+            y = self.proj(y.transpose(1, 2).flatten(2))
+        if self.encoder is None:
+            return y
+        pos = torch.arange(y.shape[1], device=y.device)[None].expand(y.shape[0], -1)
+        mask = full_attention_mask(length_mask(lens, y.shape[1]))
+        return self.encoder(inputs_embeds=y, attention_mask=mask, position_ids=pos).last_hidden_state
 
 
 class PolySpeechLM(nn.Module):
@@ -82,14 +119,7 @@ class PolySpeechLM(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, feat_dim: int, n_text: int, text_offset: int) -> None:
         super().__init__()
         self.cfg, self.text_offset = cfg, text_offset
-        llama = LlamaConfig(
-            vocab_size=vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
-            num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
-            max_position_embeddings=cfg.max_positions, rope_theta=cfg.rope_theta, attention_dropout=cfg.dropout,
-            tie_word_embeddings=cfg.tie_embeddings, pad_token_id=0, bos_token_id=None, eos_token_id=1,
-        )
-        llama._attn_implementation = "sdpa"
-        self.llm = LlamaForCausalLM(llama)
+        self.llm = LlamaForCausalLM(llama_config(cfg, vocab_size, cfg.n_layers))
         if cfg.gradient_checkpointing:
             self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.adapter = SpeechAdapter(feat_dim, cfg) if feat_dim > 0 else None
@@ -103,25 +133,34 @@ class PolySpeechLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ---- sequence assembly -------------------------------------------------------------------
-    def embed(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]], torch.Tensor]:
+    def speech_states(self, batch: dict) -> tuple[torch.Tensor, list[int]] | None:
+        """The adapter's (and speech encoder's) (B, T', D) states and each row's length T'_i."""
+        if batch.get("feats") is None:
+            return None
+        t = self.adapter.out_len(batch["feats"].shape[1])
+        lens = [min(self.adapter.out_len(int(n)), t) for n in batch["feat_lens"]]
+        return self.adapter(batch["feats"], torch.tensor(lens, device=batch["feats"].device)), lens
+
+    def embed(self, batch: dict, speech: tuple[torch.Tensor, list[int]] | None = None,
+              ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]], torch.Tensor]:
         """(B, L, D) input embeddings, the (B, L) padding mask, each row's input span, (B, L) positions.
 
         `batch["prefix"]`, `batch["suffix"]`: lists of 1-D token tensors placed before and after
         the (optional) continuous speech; `batch["feats"]` (B, T, F) with `batch["feat_lens"]`.
+        `speech`: `speech_states(batch)` when the caller already has it.
         """
         emb = self.llm.get_input_embeddings()
         rows, spans, positions = [], [], []
         aligned = self.cfg.aligned_positions and batch["task"] in ALIGNED_TASKS
         rate = float(self.rates[TASKS.index(batch["task"])]) if aligned else 1.0
-        speech = None
-        if batch.get("feats") is not None:
-            speech = self.adapter(batch["feats"])
+        if speech is None:
+            speech = self.speech_states(batch)
         for i, (pre, suf) in enumerate(zip(batch["prefix"], batch["suffix"])):
             parts = [emb(pre)]
             start = pre.numel()
             if speech is not None:
-                n = min(self.adapter.out_len(int(batch["feat_lens"][i])), speech.shape[1])
-                parts.append(speech[i, :n])
+                n = speech[1][i]
+                parts.append(speech[0][i, :n])
                 spans.append((start, start + n))
             else:
                 spans.append((start, start))
@@ -135,7 +174,7 @@ class PolySpeechLM(nn.Module):
             positions.append(pos)
         lens = [r.shape[0] for r in rows]
         x = nn.utils.rnn.pad_sequence(rows, batch_first=True)
-        mask = (torch.arange(x.shape[1], device=x.device)[None, :] < torch.tensor(lens, device=x.device)[:, None]).long()
+        mask = length_mask(torch.tensor(lens, device=x.device), x.shape[1])
         return x, mask, spans, nn.utils.rnn.pad_sequence(positions, batch_first=True).to(x.device)
 
     def attention_mask(self, mask: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
@@ -147,19 +186,19 @@ class PolySpeechLM(nn.Module):
         causal = i[None, :] <= i[:, None]
         ends = torch.tensor([e for _, e in spans], device=mask.device)[:, None, None]  # input = [0, end)
         prefix = (i[None, :, None] < ends) & (i[None, None, :] < ends)
-        full = (causal[None] | prefix) & mask[:, None, :].bool()
-        full |= torch.eye(n, dtype=torch.bool, device=mask.device)[None]  # padded rows: no all-masked row (NaN)
-        return full[:, None]
+        return full_attention_mask(mask) & (causal[None] | prefix)[:, None]  # the diagonal survives: causal holds it
 
-    def hidden(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    def hidden(self, batch: dict, speech: tuple[torch.Tensor, list[int]] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         """Last hidden states (B, L, D), the padding mask and the speech/input spans."""
-        x, mask, spans, pos = self.embed(batch)
+        x, mask, spans, pos = self.embed(batch, speech)
         h = self.llm.model(inputs_embeds=x, attention_mask=self.attention_mask(mask, spans), position_ids=pos).last_hidden_state
         return h, mask, spans
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Loss of one batch: CE on the output tokens (+ ctc_weight * CTC for ASR)."""
-        h, mask, spans = self.hidden(batch)
+        speech = self.speech_states(batch)
+        h, mask, spans = self.hidden(batch, speech)
         # Targets: the suffix is `<sep> output <eos>`; position p predicts token p+1, so the
         # positions from <sep> to the last output token carry the loss.
         targets = torch.full(mask.shape, -100, dtype=torch.long, device=h.device)
@@ -170,10 +209,25 @@ class PolySpeechLM(nn.Module):
         ce = F.cross_entropy(logits.float(), targets[sel])
         out = {"ce": ce, "loss": ce, "n_tokens": sel.sum()}
         if self.ctc_head is not None and batch.get("ctc_targets") is not None:
-            ctc = self.ctc_loss(h, spans, batch["ctc_targets"])
+            ctc = self.ctc_loss(*self.ctc_states(h, spans, speech), batch["ctc_targets"])
             out["ctc"] = ctc
             out["loss"] = (1 - self.cfg.ctc_weight) * ce + self.cfg.ctc_weight * ctc
         return out
+
+    def ctc_states(self, h: torch.Tensor, spans: list[tuple[int, int]], speech: tuple[torch.Tensor, list[int]] | None,
+                   ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """What the CTC head reads: the speech encoder's states when there is one, else the decoder's."""
+        if self.adapter is not None and self.adapter.encoder is not None and speech is not None:
+            return speech[0], [(0, n) for n in speech[1]]
+        return h, spans
+
+    def batch_ctc_logprobs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """CTC log-probs (B, T, n_text + 1) and lengths of a batch (decoding: one pass, no output tokens)."""
+        speech = self.speech_states(batch)
+        if self.adapter.encoder is not None:
+            return self.ctc_logprobs(*self.ctc_states(None, [], speech))
+        h, _, spans = self.hidden(batch, speech)
+        return self.ctc_logprobs(h, spans)
 
     def ctc_logprobs(self, h: torch.Tensor, spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         t = max(e - s for s, e in spans)

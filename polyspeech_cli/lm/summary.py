@@ -28,16 +28,21 @@ def _x(row: dict) -> int:
 
 
 def budget_table(exp_dirs: list[Path]) -> str:
-    """Markdown: per run, its tasks, optimiser steps (per task), hours of speech seen and wall time."""
-    lines = ["| model | tasks | steps | steps per task | speech seen (h) | training time (s) |", "|---|---|---|---|---|---|"]
+    """Markdown: per run, its tasks, optimiser steps (per task), the kept model's step (early
+    stopping, else the last), hours of speech seen and wall time."""
+    lines = ["| model | tasks | steps | steps per task | kept model (step) | speech seen (h) | training time (s) |",
+             "|---|---|---|---|---|---|---|"]
     for d in exp_dirs:
-        train = [r for r in read_log(d) if r["split"] == "train"]
+        rows = read_log(d)
+        train = [r for r in rows if r["split"] == "train"]
+        kept = [r["value"] for r in rows if r["metric"] == "best_step"]
         if not train:
             raise PolyspeechError(f"{Path(d) / 'train_log.csv'}: no training rows yet (train longer than log_every steps)")
         last = {r["task"]: r for r in train}
         end = train[-1]
         per_task = ", ".join(f"{t} {_x(r)}" for t, r in sorted(last.items()))
-        lines.append(f"| {Path(d).name} | {','.join(sorted(last))} | {end['step']} | {per_task} | {float(end['hours_seen']):.2f} | "
+        kept_step = f"{float(kept[-1]):.0f} (early stop)" if kept else end["step"]
+        lines.append(f"| {Path(d).name} | {','.join(sorted(last))} | {end['step']} | {per_task} | {kept_step} | {float(end['hours_seen']):.2f} | "
                      f"{float(end['elapsed_s']):.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -81,3 +86,39 @@ def plot_curves(exp_dirs: list[Path], png: Path) -> None:
     with atomic_path(Path(png)) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
+
+
+def final_dev_error(exp_dir: Path, task: str) -> float:
+    """The dev error (`lm.evaluate.dev_error`) of the model a run kept, from its last evaluation."""
+    from polyspeech_cli.lm.evaluate import dev_error
+
+    rows = [r for r in read_log(exp_dir) if r["split"] == "dev" and r["task"] == task]
+    last_step = max((int(r["step"]) for r in rows if r["metric"]), default=None)
+    metrics = {r["metric"]: float(r["value"]) for r in rows if r["metric"] and int(r["step"]) == last_step}
+    losses = {task: float(r["loss"]) for r in rows if r["loss"]}  # the last dev loss (TTS)
+    err = dev_error(task, metrics, losses)
+    if err is None:
+        raise PolyspeechError(f"{Path(exp_dir) / 'train_log.csv'}: no dev evaluation of task '{task}' (train with --dev-cuts)")
+    return err
+
+
+def best_run(exp_dirs: list[Path], task: str) -> Path:
+    """The run whose kept model has the lowest dev error on `task` (ties: the first named)."""
+    return min(exp_dirs, key=lambda d: final_dev_error(d, task))
+
+
+def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Print the exp dir whose model has the best dev metric on a task (chosen on dev, never test).")
+    p.add_argument("--best", required=True, help="task: asr, tts, lid or gid")
+    p.add_argument("exp_dirs", nargs="+", type=Path)
+    args = p.parse_args()
+    try:
+        print(best_run(args.exp_dirs, args.best))
+    except PolyspeechError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

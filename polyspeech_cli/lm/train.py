@@ -28,6 +28,7 @@ from polyspeech_cli.config import save_config, to_dict
 from polyspeech_cli.training import (
     CsvLog,
     autocast_dtype,
+    resolve_precision,
     check_resume,
     list_checkpoints,
     mark_run,
@@ -59,7 +60,7 @@ from polyspeech_cli.lm.data import (
     select_task_cuts,
     to_device,
 )
-from polyspeech_cli.lm.evaluate import evaluate
+from polyspeech_cli.lm.evaluate import dev_error, evaluate
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.plot import plot_losses
 from polyspeech_cli.lm.tasks import TASKS, check_task
@@ -176,6 +177,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    cfg.precision = resolve_precision(cfg.precision, device)  # config.yaml and the resume key hold the resolved value
     amp = autocast_dtype(cfg.precision, device)
     exp_dir = Path(exp_dir)
 
@@ -183,6 +185,9 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     # with the checkpoint's *before* anything in exp_dir is written.
     cuts = _load_cuts(Path(train_cuts), "train cuts")
     cfg = matched_budget(cfg, cuts, Path(train_cuts), log=say)
+    if cfg.patience and (len(cfg.tasks) != 1 or not dev_cuts):
+        raise PolyspeechError(f"patience (early stopping) is for single-task runs with --dev-cuts; got tasks {','.join(cfg.tasks)}"
+                              f"{'' if dev_cuts else ' and no --dev-cuts'} (set patience: 0 or train one task)")
     task_cuts = select_task_cuts(cuts, cfg.tasks, cfg.data, Path(train_cuts), log=say)
     texts = [c.supervisions[0].text for c in cuts if c.supervisions and c.supervisions[0].text]
     langs = {c.supervisions[0].language for c in cuts if c.supervisions and c.supervisions[0].language}
@@ -252,6 +257,8 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     task_rng = random.Random(cfg.seed)
     step, hours_seen = 0, 0.0
     task_steps = dict.fromkeys(cfg.tasks, 0)  # optimiser steps per task (x of the comparison curves)
+    # Early stopping: the best dev error so far, its step and weights, evaluations since it.
+    best: dict = {"error": float("inf"), "step": 0, "bad": 0, "model": None}
     if state is not None:
         state["model"].setdefault("feat_stats", model.feat_stats)  # checkpoints from before global CMVN
         model.load_state_dict(state["model"])
@@ -267,6 +274,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, hours_seen = state["step"], state["hours_seen"]
         task_steps.update(state.get("task_steps", {}))
+        best.update(state.get("best", {}))
         say(f"resumed from {list_checkpoints(exp_dir)[-1]} at step {step}")
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if distributed else model
     csv_log = CsvLog(exp_dir / "train_log.csv", LOG_FIELDS, fresh=state is None) if is_main else None
@@ -284,14 +292,15 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict(), "streams": dict(enumerate(gathered)), "task_rng": rng_state(task_rng),
                 "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "step": step, "task_steps": task_steps, "hours_seen": hours_seen, "vocab_fingerprint": vocab.fingerprint, "feat_dim": feat_dim,
+                "step": step, "task_steps": task_steps, "best": best, "hours_seen": hours_seen, "vocab_fingerprint": vocab.fingerprint, "feat_dim": feat_dim,
                 "config": to_dict(cfg), "world_size": world,
             }, cfg.keep_last)
 
-    def validate() -> None:
+    def validate() -> dict[str, float]:
         if dev is None or not is_main:
-            return
+            return {}
         model.eval()
+        dev_losses: dict[str, float] = {}
         with torch.no_grad():
             for t, tc in dev_tasks.items():
                 losses = []
@@ -300,8 +309,21 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                         break
                     with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                         losses.append(float(model(to_device(datasets[t][b], device))["ce"]))
-                csv_log.write(step=step, split="dev", task=t, task_steps=task_steps[t], loss=sum(losses) / len(losses), ce=sum(losses) / len(losses))
+                dev_losses[t] = sum(losses) / len(losses)
+                csv_log.write(step=step, split="dev", task=t, task_steps=task_steps[t], loss=dev_losses[t], ce=dev_losses[t])
         model.train()
+        return dev_losses
+
+    def track_best(metrics: dict[str, float], dev_losses: dict[str, float]) -> bool:
+        """Early stopping: record a new best dev error; True when `patience` evaluations brought none."""
+        err = dev_error(cfg.tasks[0], metrics, dev_losses) if cfg.patience else None
+        if err is None:
+            return False
+        if err < best["error"]:
+            best.update(error=err, step=step, bad=0, model={k: v.detach().clone() for k, v in model.state_dict().items()})
+        else:
+            best["bad"] += 1
+        return best["bad"] >= cfg.patience
 
     def run_eval() -> dict[str, float]:
         if dev is None or not is_main:
@@ -317,12 +339,13 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     ema: dict[str, float] = {}
     interval: dict[str, dict[str, float]] = {}
     t0 = time.time()
+    stopped = best["bad"] >= cfg.patience > 0  # a resumed run that had already stopped
     bar = Progress(TextColumn("[bold]lm"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"),
                    disable=not (is_main and progress))
     model.train()
     with bar:
         job = bar.add_task("", total=cfg.max_steps, completed=step)
-        while step < min(cfg.max_steps, stop_at or cfg.max_steps):
+        while step < min(cfg.max_steps, stop_at or cfg.max_steps) and not stopped:
             task = task_rng.choices(list(probs), weights=list(probs.values()))[0]
             stats: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
@@ -353,19 +376,32 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                                   elapsed_s=time.time() - t0)
             if step % cfg.log_every == 0:
                 interval = {}
-            if cfg.valid_every and step % cfg.valid_every == 0:
-                validate()
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
-                run_eval()
+            dev_losses = validate() if cfg.valid_every and step % cfg.valid_every == 0 else {}
+            metrics = run_eval() if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps else {}
+            if track_best(metrics, dev_losses):
+                stopped = True
+                say(f"early stop at step {step}: no better dev error in {cfg.patience} evaluations; best {best['error']:.4f} at step {best['step']}")
+                break
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
                 checkpoint()
     checkpoint()  # the final state (all ranks: sampler positions are gathered)
     metrics: dict[str, float] = {}
     if cfg.valid_every and step % cfg.valid_every and step == cfg.max_steps:
-        validate()  # the curves end at the last step
+        track_best({}, validate())  # the curves end at the last step
+    finished = step >= cfg.max_steps or stopped
+    saved_step = step
+    if cfg.patience and finished:
+        if cfg.eval_every and step == cfg.max_steps and not stopped:
+            track_best(run_eval(), {})  # the last step is a candidate too
+        if best["model"] is not None:
+            model.load_state_dict(best["model"])  # keep the best model, not the last one
+            saved_step = best["step"]
+        if is_main:
+            csv_log.write(step=step, split="dev", task=cfg.tasks[0], task_steps=best["step"], metric="best_step", value=best["step"])
+            say(f"patience {cfg.patience}: trained {step} steps, keeping the best dev model (step {best['step']}, error {best['error']:.4f})")
     if is_main:
-        save_model(exp_dir, model, step, vocab.fingerprint, feat_dim)
-        mark_run(exp_dir, key, finished=step >= cfg.max_steps, outputs=[exp_dir / MODEL], step=step)
+        save_model(exp_dir, model, saved_step, vocab.fingerprint, feat_dim)
+        mark_run(exp_dir, key, finished=finished, outputs=[exp_dir / MODEL], step=step)
         if cfg.average_last > 1:
             average_checkpoints(list_checkpoints(exp_dir)[-cfg.average_last :], exp_dir / "ckpt" / f"avg-{cfg.average_last}.pt")
         metrics = run_eval()

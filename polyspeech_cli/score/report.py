@@ -15,7 +15,7 @@ from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.score.asr import score_asr
 from polyspeech_cli.score.classify import plot_confusions, score_classes
 from polyspeech_cli.score.results import read_results
-from polyspeech_cli.score.secs import score_secs
+from polyspeech_cli.score.secs import score_tts
 
 
 def environment() -> str:
@@ -35,7 +35,7 @@ def environment() -> str:
     )
 
 
-SCORERS = {"asr": score_asr, "lid": score_classes, "gid": score_classes, "tts": score_secs}
+SCORERS = {"asr": score_asr, "lid": score_classes, "gid": score_classes, "tts": score_tts}
 
 
 def score_dirs(decode_dirs: list[Path], out: Path, commands: list[str] | None = None) -> dict[str, dict]:

@@ -1,4 +1,5 @@
-"""TTS speaker similarity (SECS) with a pretrained speaker encoder that is not part of our model.
+"""TTS scoring: speaker similarity (SECS) with a pretrained speaker encoder that is not part of our
+model, and mel-cepstral distortion (MCD, `polyspeech_cli.score.mcd`) against the real utterance.
 
 Resemblyzer bundles its GE2E weights in the wheel, so it works offline. It is in the `eval` extra
 (`pip install -e ".[eval]"`; it needs setuptools<81 because webrtcvad imports pkg_resources).
@@ -13,6 +14,7 @@ import numpy as np
 
 from polyspeech_cli.audio import read_audio
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.score.mcd import score_mcd
 
 
 def _encoder():
@@ -49,4 +51,23 @@ def score_secs(rows: list[dict], name: str) -> dict:
         "|dataset|Snt|SECS (synth vs target speaker)|SECS (different real speakers)|\n|---|---|---|---|\n"
         f"|{name}|{len(rows)}|{result['secs']:.3f}|{result['secs_between_speakers']:.3f}|\n"
     )
+    return result
+
+
+def score_tts(rows: list[dict], name: str) -> dict:
+    """SECS and MCD of a TTS decode. Rows whose `reference_wav` is empty/null (no real recording of
+    that text and voice) are skipped by both and counted, so one such row does not stop the set."""
+    scored = [r for r in rows if r.get("reference_wav")]
+    skipped = len(rows) - len(scored)
+    if not scored:
+        raise PolyspeechError(f"{name}: none of its {len(rows)} TTS rows has a reference_wav (real audio of the same text "
+                              "and voice), so there is nothing to score SECS or MCD against; decode a set with recordings")
+    result = score_secs(scored, name) | score_mcd(scored)
+    result["no_reference"] = skipped
+    result["markdown"] = (
+        "|dataset|Snt|SECS (synth vs target speaker)|SECS (different real speakers)|MCD dB (DTW)|\n|---|---|---|---|---|\n"
+        f"|{name}|{len(scored)}|{result['secs']:.3f}|{result['secs_between_speakers']:.3f}|{result['mcd']:.2f}|\n"
+    )
+    if skipped:
+        result["markdown"] += f"\n{skipped} of {len(rows)} utterances have no reference_wav and are not scored.\n"
     return result

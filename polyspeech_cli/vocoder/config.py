@@ -37,7 +37,7 @@ class VocoderConfig:
     lr_half_life: int = 0  # steps; lr halves every this many steps after warm-up (0 = constant)
     max_steps: int = 2000
     grad_clip: float = 1.0
-    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16
+    precision: str = "auto"  # auto (GPU: bf16/fp16; CPU: bf16 with native bf16 instructions, else fp32), fp32, bf16, fp16
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = torch's default
