@@ -143,7 +143,7 @@ def test_compare_table_bars_budgets_and_figures(tmp_path, run_cli):
     assert "✗ +20.0%" in rows["ASR CER %: within 10% relative of single-task"]  # 12 vs 10: 20% worse
     assert "✓ +4.0%" in rows["TTS CER %: within 10% relative of single-task"]
     assert "✗ -50.0%" in rows["TTS SECS: within 10% relative of single-task"]
-    assert rows["lm_multi"].startswith("| lm_multi | asr,lid | 10 | asr 6, lid 4 | 0.10 | 5 |")
+    assert rows["lm_multi"].startswith("| lm_multi | asr,lid | 10 | asr 6, lid 4 | 10 | 0.10 | 5 |")
     assert text.rstrip().endswith("CPU time.")
     for png in ("RESULTS_curves.png", "RESULTS_confusion.png"):
         assert f"({png})" in text and (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

@@ -1,13 +1,13 @@
 """TTS mel-cepstral distortion (MCD) of synthesized vs real audio of the same text and voice, DTW-aligned.
 
-What is measured: mel-cepstra c1..c13 taken as the orthonormal DCT-II of the natural-log 80-band mel
-power spectrum (25 ms window, 10 ms hop, both sides resampled to 16 kHz; c0, the energy, is dropped),
-aligned by DTW (Euclidean frame distance), and MCD = (10 / ln 10) * sqrt(2) * the mean distance over
-the aligned path, in dB (Kubichek 1993). These are not SPTK mel-cepstra (pysptk `mcep` of a WORLD
-spectral envelope, all-pass warped), so the numbers compare our systems with each other, not with
-papers that report pysptk MCD: with log power (not amplitude) and an orthonormal DCT over 80 bands,
-a coefficient here is about 2 * sqrt(80 / 2) ~ 25 times an SPTK-convention one, so the dB are on a
-larger scale (two different utterances of one speechocean762 speaker: ~90 dB). A TTS decode of a
+What is measured: mel-cepstra c1..c13, the cepstrum of the 80-band mel spectrum: the DCT-II of
+the natural-log mel *amplitude* (half the log power) with the cepstral scaling 2/N (so c_n is a
+real-cepstrum coefficient, as in SPTK's convention, not an orthonormal-DCT one), 25 ms window,
+10 ms hop, both sides resampled to 16 kHz; c0, the energy, is dropped. Frames are aligned by DTW
+(Euclidean frame distance), and MCD = (10 / ln 10) * sqrt(2) * the mean distance over the aligned
+path, in dB (Kubichek 1993). These are not SPTK mel-cepstra of a WORLD spectral envelope (pysptk
+`mcep`, all-pass warped): the scale is the same kind, the envelope estimate is not, so compare our
+systems with each other rather than with papers that report pysptk MCD. A TTS decode of a
 test cut synthesizes the cut's own text in its own voice, and the cut's recording is the row's
 `reference_wav`: the real utterance of that text and voice to compare with.
 """
@@ -38,14 +38,14 @@ def _mel_transform():
 
 @lru_cache(maxsize=1)
 def _dct_rows() -> np.ndarray:
-    """Rows 1..13 of the orthonormal DCT-II matrix (N_MELS points): (N_CEPS, N_MELS)."""
+    """Rows 1..13 of the DCT-II with cepstral scaling 2/N (N_MELS points): (N_CEPS, N_MELS)."""
     k = np.arange(1, N_CEPS + 1)[:, None]
     n = np.arange(N_MELS)[None, :]
-    return np.sqrt(2.0 / N_MELS) * np.cos(np.pi * k * (2 * n + 1) / (2 * N_MELS))
+    return 2.0 / N_MELS * np.cos(np.pi * k * (2 * n + 1) / (2 * N_MELS))
 
 
 def mel_cepstrum(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mel-cepstra c1..c13 of a mono waveform, (frames, 13) float64: DCT of its log-mel power spectrum at 16 kHz."""
+    """Mel-cepstra c1..c13 of a mono waveform, (frames, 13) float64: the cepstrum of its log-mel amplitude at 16 kHz."""
     import torch
 
     wave = np.asarray(audio, dtype=np.float32)
@@ -54,7 +54,7 @@ def mel_cepstrum(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     wave = resample(wave, sample_rate, RATE)
     with torch.no_grad():
         mel = _mel_transform()(torch.from_numpy(np.ascontiguousarray(wave))).numpy().astype(np.float64)  # (80, frames)
-    return (_dct_rows() @ np.log(np.maximum(mel, LOG_FLOOR))).T
+    return (_dct_rows() @ (0.5 * np.log(np.maximum(mel, LOG_FLOOR)))).T  # log amplitude = half the log power
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
