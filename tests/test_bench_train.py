@@ -26,16 +26,23 @@ def cuts_path(tmp_path_factory) -> Path:
     return root / "cuts.jsonl.gz"
 
 
-@pytest.mark.parametrize("task", ["asr", "tts", "lid"])
-def test_counted_flops_match_torchs_flop_counter(cuts_path, tmp_path, task):
+@pytest.mark.parametrize(("task", "adapter", "encoder_layers"), [
+    ("asr", "stack", 0), ("tts", "stack", 0), ("lid", "stack", 0),
+    # the conv2d adapter + a bidirectional speech encoder (CTC on the encoder's states)
+    ("asr", "conv2d", 2), ("lid", "conv2d", 2),
+])
+def test_counted_flops_match_torchs_flop_counter(cuts_path, tmp_path, task, adapter, encoder_layers):
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = tiny_cfg()
+    cfg.model.adapter, cfg.model.encoder_layers = adapter, encoder_layers
     cuts = CutSet.from_file(cuts_path)
     texts = [c.supervisions[0].text for c in cuts]
     vocab = build_vocab(texts, {c.supervisions[0].language for c in cuts}, VocabConfig(), tmp_path, "kmeans", 16, 1)
     model = build_model(cfg, vocab, 80)
     model.llm.config._attn_implementation = "eager"  # explicit matmuls, which the counter sees (SDPA on CPU it does not)
+    if model.adapter.encoder is not None:
+        model.adapter.encoder.config._attn_implementation = "eager"
     batch = TaskDataset(task, vocab, cfg.data)[cuts]
     counter = FlopCounterMode(display=False)
     with counter:

@@ -112,7 +112,8 @@ def test_compare_table_bars_budgets_and_figures(tmp_path, run_cli):
     judge_resynth = write_results(tmp_path / "judged", [{"id": "1", "task": "asr", "ref": "abcde", "hyp": "abcdx", "language": "en"}])
     bars = tmp_path / "bars.yaml"
     bars.write_text("asr_cer_max: 15\nlid_accuracy_min: 98\ngid_accuracy_min: 99\ntts_cer_max: 30\n"
-                    "tts_secs_above_between_speakers: true\nrelative_to_first: 0.10\n")
+                    "tts_secs_above_between_speakers: true\nrelative_to_first: 0.10\nasr_cer_max_per_language: {zh: 25}\n"
+                    "no_worse_than_first: [LID accuracy %, GID accuracy %]\n")
     lm_multi = _train_log(tmp_path / "lm_multi", ["10,train,asr,6,2.0,2.0,,,,1e-3,0.1,5", "10,train,lid,4,1.0,1.0,,,,1e-3,0.1,5",
                                                   "10,dev,asr,6,,,,asr_cer,0.9,,,6"])
     lm_asr = _train_log(tmp_path / "lm_asr", ["6,train,asr,6,1.5,1.5,,,,1e-3,0.05,3"])
@@ -130,14 +131,19 @@ def test_compare_table_bars_budgets_and_figures(tmp_path, run_cli):
     assert r.exit_code == 1 and "nobody" in r.output and not out.exists()
     ref = tmp_path / "resynth.json"
     ref.write_text(json.dumps({"decode_tts_test_resynth": {"task": "tts", "secs": 0.7, "secs_between_speakers": 0.5}}))
-    r = run_cli(*args, "--notes", notes, "--reference", f"resynth={ref}", "--tts-asr", f"resynth={judge_resynth}", "--bars", bars)
+    r = run_cli(*args, "--tts-judge", "nobody")
+    assert r.exit_code == 1 and "nobody" in r.output and not out.exists()
+    r = run_cli(*args, "--notes", notes, "--reference", f"resynth={ref}", "--tts-asr", f"resynth={judge_resynth}", "--bars", bars,
+                "--tts-judge", "single-task")
     assert r.exit_code == 0, r.output
     text = out.read_text()
     reference = text[text.index("## Reference: resynth") : text.index("## Quality bars")]
     assert "| TTS CER % | 20.0 |" in reference and "| TTS SECS | 0.700 |" in reference and "ASR CER" not in reference
     rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in text.splitlines() if ln.startswith("| ")}
     assert rows["ASR CER %"] == "| ASR CER % | 10.0 | 12.0 |"
-    assert "✓ 8.0 | ✓ 10.0" in rows["ASR CER ≤ 15% (en)"] and "✗ 20.0 | ✓ 14.0" in rows["ASR CER ≤ 15% (zh)"]
+    assert "✓ 8.0 | ✓ 10.0" in rows["ASR CER ≤ 15% (en)"] and "✓ 20.0 | ✓ 14.0" in rows["ASR CER ≤ 25% (zh)"]
+    assert "its CER on the real test audio is 10.0%" in text  # the TTS judge's own ASR CER
+    assert "✗ 98.0 vs 100.0" in rows["GID accuracy %: no worse than single-task"] and "✓" in rows["LID accuracy %: no worse than single-task"]
     assert "✓ 100.0 | ✗ 98.0" in rows["GID accuracy ≥ 99%"]
     assert "✓ 0.800 vs 0.500 | ✗ 0.400 vs 0.500" in rows["TTS SECS above SECS of different real speakers"]
     assert "✗ +20.0%" in rows["ASR CER %: within 10% relative of single-task"]  # 12 vs 10: 20% worse

@@ -64,7 +64,7 @@ def test_voice_inventory():
     assert len(train) >= 6
     for split in ("dev", "test"):
         held = split_voices(split)
-        assert {v.gender for v in held} == {"M", "F"}
+        assert [v.gender for v in held].count("M") >= 4 and [v.gender for v in held].count("F") >= 4  # GID on >= 8 unseen voices
         assert not {v.speaker for v in held} & {v.speaker for v in train}
 
 

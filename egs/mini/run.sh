@@ -172,7 +172,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out "$results" \
     --reference "$resynth=$exp_dir/resynth/scores.json" --bars conf/quality_bars.yaml \
     --tts-asr "single-task=$judge/decode_asr_tts_tts" --tts-asr "multitask=$judge/decode_asr_tts_multi" \
-    --tts-asr "$resynth=$judge/decode_asr_tts_resynth" \
+    --tts-asr "$resynth=$judge/decode_asr_tts_resynth" --tts-judge "$([ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask)" \
     $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md
 fi
 

@@ -41,6 +41,8 @@ def compare(
                                                                            "LABEL's synthesized audio, its TTS CER (repeatable).")] = None,
     bars: Annotated[Optional[Path], typer.Option("--bars", help="YAML of the recipe's quality bars (e.g. egs/mini/conf/quality_bars.yaml); "
                                                                "without it there is no bar table.")] = None,
+    tts_judge: Annotated[Optional[str], typer.Option("--tts-judge", help="LABEL of the system whose ASR model made the --tts-asr "
+                                                                         "decodes: its own test CER is printed beside the TTS CER.")] = None,
 ) -> None:
     """The paper's table (ASR CER, TTS SECS, TTS CER, LID and GID accuracy, one column per system),
     with --bars the quality bars, the LID/GID confusion matrices and, with --lm-dir, training budgets and curves."""
@@ -80,6 +82,11 @@ def compare(
     for label, path in judged.items():
         (columns if label in columns else references)[label].update(tts_asr_metrics(path))
     table = compare_table(columns)
+    if tts_judge is not None:
+        if "ASR CER %" not in columns.get(tts_judge, {}):
+            raise PolyspeechError(f"--tts-judge {tts_judge}: no system with an ASR result is labelled so (labels: {', '.join(columns)})")
+        table += (f"\nTTS CER % is the CER of the {tts_judge} system's ASR model (chosen on dev) on the synthesized audio; "
+                  f"its CER on the real test audio is {columns[tts_judge]['ASR CER %']:.1f}%.\n")
     parts = [f"# RESULTS\n\n## Environment\n\n{environment()}\n## {title}\n\n{table}"]
     if lm_dirs:
         png = out.with_name(out.stem + "_curves.png")

@@ -9,8 +9,14 @@ positions that are padding, the share of step time spent waiting for data, and p
 FLOPs of one training step (forward + backward = 3x forward), counted over the padded batch:
 - decoder layers: 2 x (q, k, v, o and MLP weights) per computed position, plus attention scores
   and values 2 x 2 x L^2 x d per row and layer;
-- the speech adapter per computed adapter frame (the conv2d adapter is not counted), the CTC head
-  per speech position (ASR), and `lm_head` only where the loss is taken (the output tokens).
+- speech-encoder layers (`encoder_layers`): the same per-position weights over the encoder's
+  padded positions (B x T', T' = the adapter's output length of the padded features), plus
+  bidirectional attention scores and values 2 x 2 x T'^2 x d per row and layer;
+- the speech adapter per computed adapter frame: the stack adapter's two Linears, or the conv2d
+  adapter's two 3x3 stride-2 convolutions (2 x 9 x C_in x C_out per output pixel) and its Linear;
+  the adapter's first layer (Linear or conv) needs no gradient of its input (the features): 2x, not 3x;
+- the CTC head per speech position (ASR; the encoder's positions when there is an encoder, else the
+  decoder's speech positions), and `lm_head` only where the loss is taken (the output tokens).
 `tests/test_bench_train.py` checks the count against torch's FlopCounterMode (eager attention).
 """
 
@@ -73,22 +79,36 @@ def step_flops(model: PolySpeechLM, batch: dict) -> tuple[float, int, int]:
     cfg, llm_cfg = model.cfg, model.llm.config
     d, ff, layers = cfg.d_model, cfg.d_ff, cfg.n_layers
     d_kv = d * cfg.n_kv_heads // cfg.n_heads
-    n_speech = [0] * len(batch["prefix"])
-    adapter_frames = 0
+    per_position = 2 * (2 * d * d + 2 * d * d_kv + 3 * d * ff)  # one Llama layer's weights
+    rows = len(batch["prefix"])
+    n_speech = [0] * rows
+    frames = 0  # the adapter's padded output length T'
     if batch.get("feats") is not None:
-        n_speech = [model.adapter.out_len(int(n)) for n in batch["feat_lens"]]
-        adapter_frames = len(n_speech) * model.adapter.out_len(batch["feats"].shape[1])
+        frames = model.adapter.out_len(batch["feats"].shape[1])
+        n_speech = [min(model.adapter.out_len(int(n)), frames) for n in batch["feat_lens"]]
     lens = [p.numel() + s + q.numel() for p, s, q in zip(batch["prefix"], n_speech, batch["suffix"])]
-    rows, width = len(lens), max(lens)
+    width = max(lens)
     computed = rows * width
-    per_position = 2 * (2 * d * d + 2 * d * d_kv + 3 * d * ff)
     forward = layers * (computed * per_position + rows * 4 * width * width * d)
     forward += 2 * d * llm_cfg.vocab_size * sum(q.numel() - 1 for q in batch["suffix"])  # lm_head on the loss positions
     first_layer = 0  # the adapter's first layer needs no gradient of its input (the features): 2x, not 3x
-    if model.adapter is not None and adapter_frames and cfg.adapter == "stack":
-        first_layer = adapter_frames * 2 * batch["feats"].shape[-1] * cfg.stack * d
-        forward += first_layer + adapter_frames * 2 * d * d
+    if model.adapter is not None and frames:
+        feats = batch["feats"]
+        adapter_frames = rows * frames
+        if cfg.adapter == "stack":
+            first_layer = adapter_frames * 2 * feats.shape[-1] * cfg.stack * d
+            forward += first_layer + adapter_frames * 2 * d * d
+        elif cfg.adapter == "conv2d":
+            conv1, conv2 = model.adapter.conv[0], model.adapter.conv[2]
+            t1, f1 = (feats.shape[1] - 1) // 2, (feats.shape[-1] - 1) // 2  # 3x3 stride 2, no padding
+            t2, f2 = (t1 - 1) // 2, (f1 - 1) // 2
+            first_layer = rows * t1 * f1 * 2 * conv1.weight.numel()  # 2 x 3 x 3 x C_in x C_out per output pixel
+            forward += first_layer + rows * t2 * f2 * 2 * conv2.weight.numel()
+            forward += adapter_frames * 2 * model.adapter.proj.in_features * d
+        if model.adapter.encoder is not None:  # bidirectional layers over the T' padded positions
+            forward += cfg.encoder_layers * (adapter_frames * per_position + rows * 4 * frames * frames * d)
     if model.ctc_head is not None and batch.get("ctc_targets") is not None:
+        # ctc_logprobs pads the speech spans (decoder's or encoder's) to the longest one.
         forward += 2 * d * model.ctc_head.out_features * rows * max(n_speech)
     return 3.0 * forward - first_layer, sum(lens), computed
 

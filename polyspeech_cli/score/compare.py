@@ -26,11 +26,13 @@ class QualityBars:
     """A recipe's quality bars (`--bars FILE`); a bar left out (null) is not checked."""
 
     asr_cer_max: float | None = None  # %, checked per language
+    asr_cer_max_per_language: dict[str, float] | None = None  # %, per language code; overrides asr_cer_max for those
     lid_accuracy_min: float | None = None  # %
     gid_accuracy_min: float | None = None  # %
     tts_cer_max: float | None = None  # %, ASR of the synthesized audio
     tts_secs_above_between_speakers: bool = False  # TTS SECS > SECS between different real speakers
     relative_to_first: float | None = None  # later systems within this fraction (0.10 = 10%) of the first, per metric
+    no_worse_than_first: list[str] | None = None  # rows where later systems must match or beat the first (e.g. LID accuracy %)
 
 
 def load_bars(path: Path) -> QualityBars:
@@ -125,9 +127,9 @@ def quality_bars(columns: dict[str, dict[str, float]], bars: QualityBars) -> str
     distance of the first. Bars that are not set are left out."""
     langs = sorted({k[len("ASR CER % (") : -1] for c in columns.values() for k in c if k.startswith("ASR CER % (")})
     checks: list[tuple[str, Callable]] = []
-    if bars.asr_cer_max is not None:
-        checks += [(f"ASR CER ≤ {bars.asr_cer_max:g}% ({lang})", lambda c, r=f"ASR CER % ({lang})": (r, c[r] <= bars.asr_cer_max))
-                   for lang in langs]
+    per_language = {lang: (bars.asr_cer_max_per_language or {}).get(lang, bars.asr_cer_max) for lang in langs}
+    checks += [(f"ASR CER ≤ {cap:g}% ({lang})", lambda c, r=f"ASR CER % ({lang})", cap=cap: (r, c[r] <= cap))
+               for lang, cap in per_language.items() if cap is not None]
     if bars.lid_accuracy_min is not None:
         checks.append((f"LID accuracy ≥ {bars.lid_accuracy_min:g}%", lambda c: ("LID accuracy %", c["LID accuracy %"] >= bars.lid_accuracy_min)))
     if bars.gid_accuracy_min is not None:
@@ -163,6 +165,14 @@ def quality_bars(columns: dict[str, dict[str, float]], bars: QualityBars) -> str
                 ok = rel <= rel_bar if row in LOWER_IS_BETTER else rel >= -rel_bar
                 cells.append(_mark(ok, f"{100 * rel:+.1f}%"))
             lines.append(f"| {row}: within {100 * rel_bar:g}% relative of {labels[0]} | " + " | ".join(cells) + " |")
+    for row in bars.no_worse_than_first or []:
+        if row not in ROWS:
+            raise PolyspeechError(f"quality bars: no_worse_than_first names '{row}', not a row of the table ({', '.join(ROWS)})")
+        ref = columns[labels[0]]
+        cells = ["(reference)"] + [
+            _mark((c[row] <= ref[row]) if row in LOWER_IS_BETTER else (c[row] >= ref[row]), f"{_cell(row, c)} vs {_cell(row, ref)}")
+            if row in c and row in ref else "–" for c in list(columns.values())[1:]]
+        lines.append(f"| {row}: no worse than {labels[0]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
