@@ -35,7 +35,7 @@ def test_quick_recipe_end_to_end_then_skips(tmp_path):
     assert (recipe / "exp" / "vocoder" / "model.safetensors").is_file() and (recipe / "exp" / "codec" / "model.safetensors").is_file()
     for lm in ("multi", "asr", "tts", "lid", "gid"):
         assert (recipe / "exp" / f"lm_{lm}" / "vocab.json").is_file(), lm
-    assert len(list((recipe / "exp" / "lm_multi" / "decode_tts_test" / "wav").glob("*.wav"))) == 10
+    assert len(list((recipe / "exp" / "lm_multi" / "decode_tts_test" / "wav").glob("*.wav"))) == 20
     table = (recipe / "RESULTS.md").read_text()
     for row in ("ASR CER %", "TTS SECS", "TTS CER %", "LID accuracy %", "GID accuracy %"):
         line = next(ln for ln in table.splitlines() if ln.startswith(f"| {row} |"))
