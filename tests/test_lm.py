@@ -406,7 +406,7 @@ def test_patience_stops_early_and_keeps_the_best_model(data, tmp_path):
     assert best_step == 2 * (1 + during.index(max(during)))  # the first step with the best accuracy
     assert out["step"] == best_step + 2 * cfg.patience
     assert accs[-1][1] == max(during)  # the saved model is the best one
-    assert "(early stop)" in budget_table([exp])
+    assert "(best on dev)" in budget_table([exp])
     again = train(cfg, data, data, exp, resume=True, progress=False, log=lambda *a: None)
     assert again["step"] == out["step"] and again["metrics"] == {}  # finished: skipped
     with pytest.raises(PolyspeechError, match="single-task"):

@@ -34,10 +34,9 @@ vocoder_opts=(--config "$conf/vocoder_tiny.yaml" --max-steps "$(scaled_steps "$c
 lm_opts=(--config "$conf/lm_tiny.yaml" --speech-tokens sset)
 lm_steps=${lm_steps:-$(scaled_steps "$conf/lm_tiny.yaml")}
 # Decoding settings chosen on the dev split (README, "Recipes"): joint CTC/attention weight 0.8
-# for both systems; TTS temperature per system: multitask 0.4, single-task 1.0.
+# and TTS temperature 1.0 for both systems.
 asr_decode_opts=(--beam-size 4 --ctc-weight 0.8)
-tts_temperature_multi=0.4
-tts_temperature_single=1.0
+tts_temperature=1.0
 kmeans_k=2048
 if [ "$quick" = true ]; then
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 4)  # 4: every test voice has a second utterance to prompt TTS with
@@ -132,8 +131,7 @@ decode_system() {  # decode_system LM...: every task of the test set with these 
       opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" --cuts "$feats/synth_cuts_test.jsonl.gz")
       [ "$t" = asr ] && opts+=("${asr_decode_opts[@]}")
       if [ "$t" = tts ]; then
-        temperature=$([ "$lm" = multi ] && echo "$tts_temperature_multi" || echo "$tts_temperature_single")
-        opts+=(--temperature "$temperature" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
+        opts+=(--temperature "$tts_temperature" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
       fi
       polyspeech decode "${opts[@]}"
     done

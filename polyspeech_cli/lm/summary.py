@@ -41,7 +41,7 @@ def budget_table(exp_dirs: list[Path]) -> str:
         last = {r["task"]: r for r in train}
         end = train[-1]
         per_task = ", ".join(f"{t} {_x(r)}" for t, r in sorted(last.items()))
-        kept_step = f"{float(kept[-1]):.0f} (early stop)" if kept else end["step"]
+        kept_step = f"{float(kept[-1]):.0f} (best on dev)" if kept else end["step"]
         lines.append(f"| {Path(d).name} | {','.join(sorted(last))} | {end['step']} | {per_task} | {kept_step} | {float(end['hours_seen']):.2f} | "
                      f"{float(end['elapsed_s']):.0f} |")
     return "\n".join(lines) + "\n"
