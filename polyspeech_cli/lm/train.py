@@ -188,6 +188,8 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     if cfg.patience and (len(cfg.tasks) != 1 or not dev_cuts):
         raise PolyspeechError(f"patience (early stopping) is for single-task runs with --dev-cuts; got tasks {','.join(cfg.tasks)}"
                               f"{'' if dev_cuts else ' and no --dev-cuts'} (set patience: 0 or train one task)")
+    if cfg.patience and distributed:  # only rank 0 evaluates: the other ranks would not know when to stop
+        raise PolyspeechError("patience (early stopping) does not run under torchrun yet: set patience: 0 for multi-process training")
     task_cuts = select_task_cuts(cuts, cfg.tasks, cfg.data, Path(train_cuts), log=say)
     texts = [c.supervisions[0].text for c in cuts if c.supervisions and c.supervisions[0].text]
     langs = {c.supervisions[0].language for c in cuts if c.supervisions and c.supervisions[0].language}
