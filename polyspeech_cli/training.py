@@ -43,8 +43,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """The concrete precision (fp32, bf16 or fp16) that `precision` means on `device`.
 
     `auto`: on a GPU bf16 where supported, else fp16; on a CPU bf16 where the CPU has native bf16
-    instructions (`cpu_has_native_bf16`), else fp32. Trainers write the resolved value to the exp
-    dir's config.yaml, so a re-run (or a resume elsewhere) uses, or is checked against, the same.
+    instructions (`cpu_has_native_bf16`), else fp32. The LM trainer writes the resolved value to the
+    exp dir's config.yaml, so a re-run (or a resume elsewhere) uses, or is checked against, the same
+    (the codec and speech-decoder trainers resolve it per run; their tiny configs say fp32).
     """
     if precision not in PRECISIONS:
         raise PolyspeechError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r} (fix the config)")

@@ -35,7 +35,8 @@ def evaluate(model: PolySpeechLM, vocab: Vocab, cfg: TrainConfig, cuts, tasks: l
         if not labelled:
             continue
         # Evenly spaced over the set, so every language and voice is in (sets are ordered by both).
-        sel = [labelled[round(i * len(labelled) / min(max_utts, len(labelled)))] for i in range(min(max_utts, len(labelled)))]
+        n = min(max_utts, len(labelled))
+        sel = [labelled[round(i * len(labelled) / n)] for i in range(n)]
         refs = [reference(c, task) for c in sel]
         hyps, ctc_hyps = [], []
         for i in range(0, len(sel), batch_size):

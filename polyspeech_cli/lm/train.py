@@ -379,8 +379,8 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
             if step % cfg.log_every == 0:
                 interval = {}
             dev_losses = validate() if cfg.valid_every and step % cfg.valid_every == 0 else {}
-            metrics = run_eval() if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps else {}
-            if track_best(metrics, dev_losses):
+            dev_metrics = run_eval() if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps else {}
+            if track_best(dev_metrics, dev_losses):
                 stopped = True
                 say(f"early stop at step {step}: no better dev error in {cfg.patience} evaluations; best {best['error']:.4f} at step {best['step']}")
                 break
@@ -391,13 +391,14 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     if cfg.valid_every and step % cfg.valid_every and step == cfg.max_steps:
         track_best({}, validate())  # the curves end at the last step
     finished = step >= cfg.max_steps or stopped
-    saved_step = step
+    saved_step, last_eval = step, None
     if cfg.patience and finished:
         if cfg.eval_every and step == cfg.max_steps and not stopped:
-            track_best(run_eval(), {})  # the last step is a candidate too
-        if best["model"] is not None:
+            last_eval = run_eval()  # the last step is a candidate too
+            track_best(last_eval, {})
+        if best["model"] is not None and best["step"] != step:
             model.load_state_dict(best["model"])  # keep the best model, not the last one
-            saved_step = best["step"]
+            saved_step, last_eval = best["step"], None
         if is_main:
             csv_log.write(step=step, split="dev", task=cfg.tasks[0], task_steps=best["step"], metric="best_step", value=best["step"])
             say(f"patience {cfg.patience}: trained {step} steps, keeping the best dev model (step {best['step']}, error {best['error']:.4f})")
@@ -406,7 +407,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
         mark_run(exp_dir, key, finished=finished, outputs=[exp_dir / MODEL], step=step)
         if cfg.average_last > 1:
             average_checkpoints(list_checkpoints(exp_dir)[-cfg.average_last :], exp_dir / "ckpt" / f"avg-{cfg.average_last}.pt")
-        metrics = run_eval()
+        metrics = last_eval if last_eval is not None else run_eval()  # the saved model's dev metrics, evaluated once
         plot_losses(exp_dir / "train_log.csv", exp_dir / "losses.png")
         say(f"done: {step} steps in {time.time() - t0:.0f} s; log {exp_dir / 'train_log.csv'}, curves {exp_dir / 'losses.png'}")
     checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
