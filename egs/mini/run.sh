@@ -107,17 +107,16 @@ train_lm() {  # train_lm NAME TASKS [extra options]
     --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
 }
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "Stage 4: train the multitask LM ($lm_steps steps) and the four single-task LMs (each until its dev metric stops improving, patience $patience, at most $lm_steps steps), $nj at a time"
-  # This order keeps both lanes busy to the end (measured: multi then asr on one, tts, lid, gid on the other).
+  log "Stage 4: train the multitask LM ($lm_steps steps), the four single-task LMs (each until its dev metric stops improving, patience $patience, at most $lm_steps steps) and the speech decoder, $nj at a time"
+  # One CPU thread each: the speech decoder's step is as fast on 1 thread as on 2 (README, "Recipes").
+  # This order keeps both lanes busy to the end (measured: multi, lid, gid on one lane; tts, vocoder, asr on the other).
   lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}"
-  for t in tts lid asr gid; do lane "$exp_dir/lm_$t/train.log" train_lm "$t" "$t" --patience "$patience"; done
+  lane "$exp_dir/lm_tts/train.log" train_lm tts tts --patience "$patience"
+  lane "$exp_dir/vocoder/train.log" polyspeech train vocoder "${vocoder_opts[@]}" --threads 1 --no-progress \
+    --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" --dev-cuts "$data_dir/fbank/synth_cuts_dev.jsonl.gz" \
+    --exp-dir "$exp_dir/vocoder" --resume
+  for t in lid asr gid; do lane "$exp_dir/lm_$t/train.log" train_lm "$t" "$t" --patience "$patience"; done
   wait_lanes
-fi
-
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log "Stage 5: train the prompt-conditioned speech decoder (features + speaker → mel → Griffin-Lim) in $exp_dir/vocoder"
-  polyspeech train vocoder "${vocoder_opts[@]}" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
-    --dev-cuts "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/vocoder" --resume
 fi
 
 tts_judge() {  # the ASR model with the lower dev error (chosen on dev, never on test)
@@ -138,14 +137,14 @@ decode_system() {  # decode_system LM...: every task of the test set with these 
   done
 }
 
-if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  log "Stage 6: decode the test set: every task with the multitask LM and with its single-task LM"
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "Stage 5: decode the test set: every task with the multitask LM and with its single-task LM"
   lane "$exp_dir/lm_multi/decode.log" decode_system multi
   lane "$exp_dir/decode_single.log" decode_system $tasks
-  wait_lanes
   # The TTS back end's upper bound: the test cuts' own SSET tokens through codec decoder + speech decoder.
-  polyspeech decode --task tts --oracle-tokens --set-name test_resynth --exp-dir "$exp_dir/lm_multi" \
-    --cuts "$feats/synth_cuts_test.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
+  lane "$exp_dir/lm_multi/decode_resynth.log" polyspeech decode --task tts --oracle-tokens --set-name test_resynth \
+    --exp-dir "$exp_dir/lm_multi" --cuts "$feats/synth_cuts_test.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
+  wait_lanes
   # TTS intelligibility: one judge (the better ASR model on dev) transcribes all TTS audio.
   judge=$(tts_judge)
   log "  TTS judge: $judge (the lower dev ASR error of lm_asr and lm_multi)"
@@ -156,8 +155,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   wait_lanes
 fi
 
-if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  log "Stage 7: score, and the single-task vs multitask table in RESULTS.md"
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "Stage 6: score, and the single-task vs multitask table in RESULTS.md"
   polyspeech score "$exp_dir"/lm_multi/decode_{asr,tts,lid,gid}_test --out "$exp_dir/lm_multi/RESULTS.md"
   mkdir -p "$exp_dir/single"
   polyspeech score "$exp_dir/lm_asr/decode_asr_test" "$exp_dir/lm_tts/decode_tts_test" "$exp_dir/lm_lid/decode_lid_test" \
