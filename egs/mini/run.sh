@@ -23,7 +23,7 @@ corpus_dir=corpus/synth
 conf=../../conf        # the YAML configs (tiny CPU ones by default)
 . ../../utils/parse_options.sh
 
-log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
+. ../../utils/recipe_lib.sh  # log, lane, wait_lanes
 
 scaled_steps() {  # scaled_steps CONFIG: max_steps of that YAML config x $budget
   python3 -c 'import sys, yaml; print(max(1, round(yaml.safe_load(open(sys.argv[1]))["max_steps"] * float(sys.argv[2]))))' "$1" "$budget"
@@ -78,28 +78,6 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     --kmeans "$data_dir/kmeans/kmeans_centroids.safetensors" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
     --out "$exp_dir/codec/codec_eval.json"
 fi
-
-# Run "$@" in the background with its output in a log file (nj > 1), once fewer than $nj such
-# jobs run; or in the foreground (nj = 1).
-lane_pids=()
-lane() {
-  local log_file=$1; shift
-  if [ "$nj" -gt 1 ]; then
-    while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 1; done
-    mkdir -p "$(dirname "$log_file")"
-    log "  background: $* (log: $log_file)"
-    ( "$@" ) > "$log_file" 2>&1 &
-    lane_pids+=($!)
-  else
-    "$@"
-  fi
-}
-wait_lanes() {
-  local failed=0
-  for pid in "${lane_pids[@]}"; do wait "$pid" || failed=1; done
-  lane_pids=()
-  [ "$failed" = 0 ] || { log "a background job failed: see the logs named above"; exit 1; }
-}
 
 train_lm() {  # train_lm NAME TASKS [extra options]
   local name=$1 task_list=$2; shift 2
