@@ -23,7 +23,7 @@ from polyspeech_cli.data.manifests import (
     write_split,
 )
 from polyspeech_cli.data.sources import UNSPLIT, Manifests
-from polyspeech_cli.data.split import split_manifests
+from polyspeech_cli.data.split import nonzero_splits, split_manifests
 from polyspeech_cli.data.text import normalize_text
 from polyspeech_cli.data.validate import BadItems
 from polyspeech_cli.errors import PolyspeechError
@@ -43,7 +43,7 @@ class PrepareOptions:
 
     data_dir: Path
     corpus: str
-    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train may be 0: (0, 0, 1) is a test-only set
     sample_rate: int = 16000  # 0 keeps each file's own rate
     text_norm: str = "asr"
     skip_bad: bool = False
@@ -110,7 +110,7 @@ def run_prepare(source_name: str, load: Callable[[BadItems], Manifests], opts: P
             splits[part] = (recordings, supervisions)
             continue
         split, disjoint = split_manifests(recordings, supervisions, opts.split_ratios, opts.seed, opts.min_speakers)
-        if opts.split_ratios[0] < 1 and not disjoint:
+        if len(nonzero_splits(opts.split_ratios)) > 1 and not disjoint:
             n = len({s.speaker for s in supervisions})
             console.print(f"[yellow]note:[/] {opts.corpus} has {n} speaker(s) (< --min-speakers {opts.min_speakers}): dev/test are split by utterance, not by speaker.")
         splits.update(split)
@@ -130,3 +130,11 @@ def run_prepare(source_name: str, load: Callable[[BadItems], Manifests], opts: P
     # loading (synth, --download) is stamped with what it read, so the next run is a no-op.
     write_stamp(stamp, prepare_key(opts, source_args, files()), written, corpus=opts.corpus, dropped=bad.dropped)
     return splits
+
+
+def prepare_tsv_corpus(corpus_dir: Path, opts: PrepareOptions) -> Manifests | None:
+    """`prepare tsv`: a folder with manifest.tsv ("bring your own data"); see `run_prepare`."""
+    from polyspeech_cli.data.tsv import prepare_tsv, tsv_input_files
+
+    root = Path(corpus_dir).resolve()
+    return run_prepare("tsv", lambda bad: prepare_tsv(root, bad, opts.audio_check), opts, {"corpus_dir": root}, tsv_input_files(root))

@@ -245,3 +245,55 @@ def test_shared_sets_prepare(tmp_path, run_cli, shared_dir):
         assert cuts[0].supervisions[0].language in ("en", "zh")
     lj = CutSet.from_file(data / "ljspeech_cuts_train.jsonl.gz")
     assert {Path(c.recording.sources[0].source).suffix for c in lj} >= {".wav"}
+
+
+def test_test_only_set(tmp_path, run_cli):
+    """`--split-ratios 0,0,1` (train 0) and its shortcut `--split test`: one test split, in manifest order."""
+    corpus = make_tsv_corpus(tmp_path / "evalset", n=8, speakers=8)  # 8 speakers: the speaker-disjoint rules do not apply either
+    data = tmp_path / "data"
+    result = run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "0,0,1")
+    assert result.exit_code == 0, result.output
+    assert manifests(data) == ["evalset_cuts_test.jsonl.gz", "evalset_recordings_test.jsonl.gz", "evalset_supervisions_test.jsonl.gz"]
+    assert [c.id for c in CutSet.from_file(data / "evalset_cuts_test.jsonl.gz")] == [f"u{i}" for i in range(8)]  # no shuffle
+    assert "split by utterance" not in result.output  # nothing was split
+    # --split test means the same options: nothing to do
+    again = run_cli("prepare", "tsv", corpus, "-d", data, "--split", "test")
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    dev = run_cli("prepare", "tsv", corpus, "-d", tmp_path / "dev", "--split", "dev")
+    assert dev.exit_code == 0 and manifests(tmp_path / "dev")[0] == "evalset_cuts_dev.jsonl.gz" and len(manifests(tmp_path / "dev")) == 3
+
+
+def test_split_without_train(tmp_path, run_cli):
+    """Train 0 with dev and test: speaker-disjoint dev/test, every utterance in one of them, no train files."""
+    corpus = make_tsv_corpus(tmp_path / "many", n=24, speakers=8)
+    data = tmp_path / "data"
+    result = run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "0,0.5,0.5")
+    assert result.exit_code == 0, result.output
+    assert not list(data.glob("*_train.jsonl.gz"))
+    speakers = {s: {c.supervisions[0].speaker for c in CutSet.from_file(data / f"many_cuts_{s}.jsonl.gz")} for s in ("dev", "test")}
+    assert speakers["dev"] and speakers["test"] and not speakers["dev"] & speakers["test"]
+    assert sum(len(CutSet.from_file(data / f"many_cuts_{s}.jsonl.gz")) for s in ("dev", "test")) == 24
+    # too few speakers for a speaker-disjoint split: by utterance, still no train split
+    few = make_tsv_corpus(tmp_path / "few", n=10, speakers=2)
+    result = run_cli("prepare", "tsv", few, "-d", tmp_path / "d2", "--split-ratios", "0,0.3,0.7")
+    assert result.exit_code == 0 and "split by utterance" in " ".join(result.output.split())
+    assert [len(CutSet.from_file(tmp_path / "d2" / f"few_cuts_{s}.jsonl.gz")) for s in ("dev", "test")] == [3, 7]
+    assert not list((tmp_path / "d2").glob("*_train.jsonl.gz"))
+
+
+def test_kaldi_test_only(tmp_path, run_cli):
+    kaldi = write_kaldi_dir(tmp_path / "kaldi")
+    data = tmp_path / "data"
+    result = run_cli("prepare", "kaldi", kaldi, "-d", data, "--language", "de", "--split", "test", "--corpus", "k")
+    assert result.exit_code == 0, result.output
+    assert manifests(data) == ["k_cuts_test.jsonl.gz", "k_recordings_test.jsonl.gz", "k_supervisions_test.jsonl.gz"]
+    assert len(CutSet.from_file(data / "k_cuts_test.jsonl.gz")) == 4
+
+
+def test_bad_split_options(tmp_path, run_cli):
+    corpus = make_tsv_corpus(tmp_path / "c", n=3)
+    data = tmp_path / "data"
+    assert_clean_failure(run_cli("prepare", "tsv", corpus, "-d", data, "--split", "valid"), data, "--split 'valid'", "train, dev, test")
+    assert_clean_failure(run_cli("prepare", "tsv", corpus, "-d", data, "--split", "test", "--split-ratios", "0,0,1"), data, "give one of them")
+    assert_clean_failure(run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "0,0,0"), data, "--split-ratios")
+    assert_clean_failure(run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "0.5,-0.5,1"), data, "--split-ratios")

@@ -12,7 +12,11 @@ app = typer.Typer(help="Prepare a corpus into Lhotse manifests under a data dir.
 
 DataDir = Annotated[Path, typer.Option("--data-dir", "-d", help="Where the manifests are written.")]
 Corpus = Annotated[Optional[str], typer.Option("--corpus", help="Manifest name prefix (default: the source's name).")]
-Ratios = Annotated[str, typer.Option("--split-ratios", help="train,dev,test fractions for corpora without their own split.")]
+Ratios = Annotated[Optional[str], typer.Option("--split-ratios", help="train,dev,test fractions for corpora without their own split, "
+                                                "each >= 0 (default 0.8,0.1,0.1; 0,0,1: a test-only set).")]
+Split = Annotated[Optional[str], typer.Option("--split", help="Put the whole corpus into this one split (train, dev or test), as it is "
+                                              "(no shuffle): --split test = --split-ratios 0,0,1, a set to evaluate a model on.")]
+DEFAULT_RATIOS = "0.8,0.1,0.1"
 Rate = Annotated[int, typer.Option("--sample-rate", help="Resample to this rate (lazily, in the manifest); 0 keeps the files' rates.")]
 TextNorm = Annotated[str, typer.Option("--text-norm", help="none | nfkc | asr (NFKC, case-folded, no punctuation).")]
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Drop bad utterances (and report how many) instead of stopping.")]
@@ -23,7 +27,20 @@ Force = Annotated[bool, typer.Option("--force", help="Prepare again even if the 
 Download = Annotated[bool, typer.Option("--download", help="Download the corpus into CORPUS_DIR first (needs internet).")]
 
 
+def _ratios(split_ratios: Optional[str], split: Optional[str]) -> str | tuple[float, float, float]:
+    """--split-ratios, or the ratios --split stands for (not both)."""
+    from polyspeech_cli.data.split import single_split_ratios
+    from polyspeech_cli.errors import PolyspeechError
+
+    if split is None:
+        return split_ratios or DEFAULT_RATIOS
+    if split_ratios is not None:
+        raise PolyspeechError(f"--split {split} and --split-ratios {split_ratios}: give one of them")
+    return single_split_ratios(split)
+
+
 def _options(data_dir, corpus, split_ratios, sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force):
+    """`split_ratios`: the --split-ratios text, or ratios already resolved (`_ratios`)."""
     from polyspeech_cli.data.sources import AUDIO_CHECKS
     from polyspeech_cli.data.split import parse_ratios
     from polyspeech_cli.data.text import TEXT_NORMS
@@ -36,7 +53,8 @@ def _options(data_dir, corpus, split_ratios, sample_rate, text_norm, skip_bad, s
         raise PolyspeechError(f"--audio-check '{audio_check}': choose one of {', '.join(AUDIO_CHECKS)}")
     if sample_rate < 0:
         raise PolyspeechError(f"--sample-rate {sample_rate}: must be a positive rate in Hz, or 0 to keep the files' rates")
-    return PrepareOptions(Path(data_dir), corpus, parse_ratios(split_ratios), sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
+    ratios = parse_ratios(split_ratios) if isinstance(split_ratios, str) else split_ratios
+    return PrepareOptions(Path(data_dir), corpus, ratios, sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
 
 
 @app.command("synth")
@@ -84,7 +102,8 @@ def tsv(
     corpus_dir: Annotated[Path, typer.Argument(help="Folder with manifest.tsv (utt_id path speaker gender language duration text).")],
     data_dir: DataDir = Path("data"),
     corpus: Corpus = None,
-    split_ratios: Ratios = "0.8,0.1,0.1",
+    split_ratios: Ratios = None,
+    split: Split = None,
     sample_rate: Rate = 16000,
     text_norm: TextNorm = "asr",
     skip_bad: SkipBad = False,
@@ -94,12 +113,11 @@ def tsv(
     force: Force = False,
 ) -> None:
     """Prepare a folder in the manifest.tsv format ("bring your own data")."""
-    from polyspeech_cli.data.tsv import prepare_tsv, tsv_input_files
-    from polyspeech_cli.prepare import run_prepare
+    from polyspeech_cli.prepare import prepare_tsv_corpus
 
-    opts = _options(data_dir, corpus or Path(corpus_dir).resolve().name, split_ratios, sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
-    root = Path(corpus_dir).resolve()
-    run_prepare("tsv", lambda bad: prepare_tsv(root, bad, audio_check), opts, {"corpus_dir": root}, tsv_input_files(root))
+    opts = _options(data_dir, corpus or Path(corpus_dir).resolve().name, _ratios(split_ratios, split), sample_rate, text_norm, skip_bad,
+                    seed, min_speakers, audio_check, force)
+    prepare_tsv_corpus(corpus_dir, opts)
 
 
 @app.command("kaldi")
@@ -109,7 +127,8 @@ def kaldi(
     language: Annotated[Optional[str], typer.Option("--language", help="ISO 639-1 code of every utterance (when there is no utt2lang).")] = None,
     data_dir: DataDir = Path("data"),
     corpus: Corpus = None,
-    split_ratios: Ratios = "0.8,0.1,0.1",
+    split_ratios: Ratios = None,
+    split: Split = None,
     sample_rate: Rate = 16000,
     text_norm: TextNorm = "asr",
     skip_bad: SkipBad = False,
@@ -122,7 +141,7 @@ def kaldi(
     from polyspeech_cli.data.kaldi import kaldi_input_files, prepare_kaldi
     from polyspeech_cli.prepare import run_prepare
 
-    opts = _options(data_dir, corpus or Path(kaldi_dir).resolve().name, split_ratios, sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
+    opts = _options(data_dir, corpus or Path(kaldi_dir).resolve().name, _ratios(split_ratios, split), sample_rate, text_norm, skip_bad, seed, min_speakers, audio_check, force)
     root = Path(kaldi_dir).resolve()
     run_prepare("kaldi", lambda bad: prepare_kaldi(root, bad, language, audio_check), opts, {"kaldi_dir": root, "language": language},
                 kaldi_input_files(root))

@@ -127,8 +127,9 @@ def text_ids(lm: LoadedLM, text: str, language: str | None, where: str, strict: 
 
 
 # ---- speech input ----------------------------------------------------------------------------------
-def feature_settings(lm: LoadedLM) -> dict:
-    """How to compute input features on the fly: `<exp>/features.json`, else the fbank default."""
+def feature_settings(lm: LoadedLM, fbank_only: bool = True) -> dict:
+    """How to compute input features on the fly: `<exp>/features.json`, else the fbank default.
+    `fbank_only=False` also returns other types (`evaluate` extracts HuBERT with extract-tokens' code)."""
     path = lm.exp_dir / "features.json"
     info = dict(DEFAULT_FEATURES)
     if path.is_file():  # e.g. a copy of the `<feature dir>/fbank.json` that extract-tokens writes
@@ -141,7 +142,7 @@ def feature_settings(lm: LoadedLM) -> dict:
     elif lm.feat_dim not in (DEFAULT_FEATURES["num_mel_bins"], -1):
         raise PolyspeechError(f"the LM in {lm.exp_dir} reads {lm.feat_dim}-dim features (HuBERT?); on-the-fly features are only "
                               "fbank: extract them first with `polyspeech extract-tokens` and decode that manifest")
-    if info["type"] not in ("fbank", "kaldi-fbank"):  # both are Lhotse's kaldi-compatible Fbank, which wave_features runs
+    if fbank_only and info["type"] not in ("fbank", "kaldi-fbank"):  # both are Lhotse's kaldi-compatible Fbank, which wave_features runs
         raise PolyspeechError(f"{path}: on-the-fly features are only fbank, not {info['type']!r}; extract them with `polyspeech extract-tokens`")
     return info
 

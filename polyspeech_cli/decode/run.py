@@ -75,8 +75,9 @@ def pick_prompts(cuts: list, targets: list) -> dict[str, object]:
     return out
 
 
-def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool = False, log=print, progress: bool = True) -> Path:
-    """Run the decode stage; returns the decode dir."""
+def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool = False, log=print, progress: bool = True,
+           out_root: Path | None = None) -> Path:
+    """Run the decode stage; returns the decode dir, `<out_root>/decode_<task>_<set>` (default: in the exp dir)."""
     from lhotse import CutSet
 
     check_task(opts.task)
@@ -90,7 +91,7 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     cuts_path = require_file(Path(cuts_path), "cuts manifest", "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts")
     lm = lm_io.load_lm(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
     lm_io.require_task(lm, opts.task)
-    out = exp_dir / f"decode_{opts.task}_{opts.set_name}"
+    out = Path(out_root or exp_dir) / f"decode_{opts.task}_{opts.set_name}"
     # The stamp: options + the checkpoint and cuts files; any change re-decodes (and says what changed).
     key = stamp_key(opts, [lm.checkpoint, cuts_path])
     old = read_stamp(out / STAMP)
@@ -129,7 +130,7 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
                 raise PolyspeechError(f"--oracle-tokens: cut '{c.id}' in {cuts_path} has no '{lm.cfg.data.speech_tokens}' tokens "
                                       f"(pass cuts from `polyspeech extract-tokens --type {lm.cfg.data.speech_tokens}`)")
 
-    tmp = exp_dir / f".tmp.{out.name}.{os.getpid()}"
+    tmp = out.parent / f".tmp.{out.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:

@@ -38,14 +38,22 @@ def environment() -> str:
 SCORERS = {"asr": score_asr, "lid": score_classes, "gid": score_classes, "tts": score_tts}
 
 
-def score_dirs(decode_dirs: list[Path], out: Path, commands: list[str] | None = None) -> dict[str, dict]:
-    """Score every decode dir and write RESULTS.md (+ scores.json and a confusion PNG) at `out`."""
+def score_decodes(decode_dirs: list[Path]) -> dict[str, dict]:
+    """Score every decode dir: {dir name: {"task", the numbers..., "markdown"}}."""
     scores: dict[str, dict] = {}
     for d in decode_dirs:
         task, rows = read_results(d)
         scores[Path(d).name] = {"task": task, **SCORERS[task](rows, Path(d).name)}
+    return scores
+
+
+def write_results(scores: dict[str, dict], out: Path, commands: list[str] | None = None, notes: str = "") -> None:
+    """RESULTS.md (+ scores.json and a confusion PNG) at `out` from `score_decodes`' scores; `notes`:
+    a markdown section between the commands and the results (what was evaluated, and how)."""
     command = " ".join(shlex.quote(a) for a in ["polyspeech", *sys.argv[1:]]) if commands is None else None
     lines = ["# RESULTS", "", "## Environment", "", environment(), "## Commands", "", "```bash", *(commands or [command]), "```", ""]
+    if notes:
+        lines += [notes.rstrip("\n"), ""]
     panels = {name: s for name, s in scores.items() if s["task"] in ("lid", "gid")}
     if panels:
         png = out.with_name(out.stem + "_confusion.png")
@@ -55,4 +63,10 @@ def score_dirs(decode_dirs: list[Path], out: Path, commands: list[str] | None = 
         lines += [f"## {name}", "", s["markdown"]]
     atomic_write_text(out, "\n".join(lines))
     atomic_write_text(out.with_name("scores.json"), json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "markdown"} for k, v in scores.items()}, indent=1))
+
+
+def score_dirs(decode_dirs: list[Path], out: Path, commands: list[str] | None = None) -> dict[str, dict]:
+    """Score every decode dir and write RESULTS.md (+ scores.json and a confusion PNG) at `out`."""
+    scores = score_decodes(decode_dirs)
+    write_results(scores, out, commands)
     return scores

@@ -1,0 +1,33 @@
+"""`polyspeech evaluate`: a trained LM exp dir on any prepared cut set or manifest.tsv folder
+(a thin wrapper over polyspeech_cli/evaluate.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from polyspeech_cli.commands import cli_command, console
+
+
+@cli_command
+def evaluate(
+    exp_dir: Path = typer.Option(..., "--exp-dir", help="Trained LM exp dir (config.yaml, vocab.json, model.safetensors, features.json)."),
+    cuts: Path | None = typer.Option(None, "--cuts", help="A prepared cut set, e.g. data/an4_cuts_test.jsonl.gz (audio; features are computed here)."),
+    tsv: Path | None = typer.Option(None, "--tsv", help="Or a folder with manifest.tsv: prepared here as a test-only set into OUT/data."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Output: RESULTS.md, scores.json, decode_<task>_<set>/, data/."),
+    tasks: str | None = typer.Option(None, "--tasks", help="Comma-separated subset of asr,tts,lid,gid (default: every task of the model "
+                                     "that the set has labels for)."),
+    codec: Path | None = typer.Option(None, "--codec", help="SSET codec dir/model for TTS and token-input LMs (default EXP/../codec)."),
+    vocoder: Path | None = typer.Option(None, "--vocoder", help="TTS: speech decoder exp dir (default EXP/../vocoder)."),
+    asr_judge: Path | None = typer.Option(None, "--asr-judge", help="TTS intelligibility: an ASR LM exp dir that transcribes the "
+                                          "synthesized audio (its CER goes under the TTS result)."),
+) -> None:
+    """Evaluate a trained LM on a set: features as the model's features.json says, every task it has labels for
+    decoded and scored -> OUT/RESULTS.md + OUT/scores.json."""
+    from polyspeech_cli.evaluate import EvaluateOptions
+    from polyspeech_cli.evaluate import evaluate as run
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
+    run(EvaluateOptions(exp_dir=exp_dir, out_dir=out_dir, cuts=cuts, tsv=tsv, tasks=task_list, codec=codec, vocoder=vocoder,
+                        asr_judge=asr_judge), log=console.print)
