@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from polyspeech_cli import __version__
-from polyspeech_cli.commands import codec, decode, lm, prepare, score, tokens, vocoder
+from polyspeech_cli.commands import codec, decode, evaluate, lm, prepare, report, score, tokens, vocoder
 
 app = typer.Typer(
     name="polyspeech",
@@ -37,6 +37,8 @@ tokens.bench_app.command("train")(lm.bench_train)
 tokens.bench_app.command("all")(lm.bench_all)
 app.command("score")(score.score)
 app.command("compare")(score.compare)
+app.command("evaluate")(evaluate.evaluate)
+app.command("report")(report.report)
 
 
 def _version(value: bool) -> None:

@@ -1,11 +1,14 @@
-"""egs/mini/run.sh --quick true runs every stage end to end (prepare → … → RESULTS.md), and a re-run skips finished work."""
+"""egs/mini/run.sh --quick true runs every stage end to end (prepare → … → RESULTS.md), a re-run skips
+finished work, and `polyspeech report` turns the run into a page that a browser plays."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+from types import SimpleNamespace
 
+import pytest
 import yaml
 
 from lhotse import CutSet
@@ -13,16 +16,25 @@ from lhotse import CutSet
 from conftest import REPO
 
 
-def test_quick_recipe_end_to_end_then_skips(tmp_path):
+@pytest.fixture(scope="module")
+def quick_recipe(tmp_path_factory) -> SimpleNamespace:
+    """One `run.sh --quick true` run shared by this module's tests (it takes minutes): the recipe dir,
+    its command line and the first run's result."""
+    root = tmp_path_factory.mktemp("quick")
     # A copy two levels below a root that has conf/ and utils/, like egs/mini in the repo.
-    work = tmp_path / "egs"
+    work = root / "egs"
     work.mkdir()
-    (tmp_path / "conf").symlink_to(REPO / "conf")
-    (tmp_path / "utils").symlink_to(REPO / "utils")
-    shutil.copytree(REPO / "egs" / "mini", work / "mini", ignore=shutil.ignore_patterns("data", "exp", "corpus"))
+    (root / "conf").symlink_to(REPO / "conf")
+    (root / "utils").symlink_to(REPO / "utils")
+    shutil.copytree(REPO / "egs" / "mini", work / "mini", ignore=shutil.ignore_patterns("data", "exp", "corpus", "RESULTS*"))
     recipe = work / "mini"
     cmd = ["bash", str(recipe / "run.sh"), "--quick", "true", "--train-utts", "4"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return SimpleNamespace(recipe=recipe, cmd=cmd, first=first)
+
+
+def test_quick_recipe_end_to_end_then_skips(quick_recipe):
+    recipe, cmd, first = quick_recipe.recipe, quick_recipe.cmd, quick_recipe.first
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
     cuts = CutSet.from_file(recipe / "data" / "synth_cuts_train.jsonl.gz")
@@ -52,3 +64,64 @@ def test_quick_recipe_end_to_end_then_skips(tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "nothing to do" in second.stdout
+
+
+def _browser():
+    """A headless Chromium driven by the system chromedriver, or a skip that says what is missing."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e '.[test]')")
+    binary = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip(f"headless Chromium not available (browser: {binary}, chromedriver: {driver}); on Debian: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--mute-audio"):
+        options.add_argument(arg)
+    try:
+        # The system chromedriver, never Selenium Manager (it would try to download one).
+        return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    except Exception as e:  # a browser that cannot start here (no shared libraries, no display support)
+        pytest.skip(f"headless Chromium did not start: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+# Every player's state once each has loaded its metadata or failed (or after the wait).
+MEDIA_STATE = """
+return Array.from(document.querySelectorAll('audio')).map(a => ({ready: a.readyState, duration: a.duration,
+                                                                 error: a.error && a.error.code}));
+"""
+
+
+def test_report_page_plays_in_headless_chromium(quick_recipe):
+    assert quick_recipe.first.returncode == 0, "the quick recipe failed (see the end-to-end test)"
+    page = quick_recipe.recipe / "RESULTS.html"  # stage 6 ends with `polyspeech report`
+    text = page.read_text(encoding="utf-8")
+    assert 'src="RESULTS_' not in text and "file://" not in text  # every figure and player is embedded in the page
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = _browser()
+    try:
+        browser.get(page.as_uri())
+        WebDriverWait(browser, 60).until(lambda b: all(a["ready"] >= 1 or a["error"] for a in b.execute_script(MEDIA_STATE)))
+        tables = browser.execute_script("return Array.from(document.querySelectorAll('table')).map(t => t.innerText)")
+        images = browser.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        players = browser.execute_script(MEDIA_STATE)
+        samples = browser.execute_script("return Array.from(document.querySelectorAll('section.sample')).map(s => "
+                                         "Array.from(s.querySelectorAll('tbody tr')).map(r => Array.from(r.cells).map(c => c.innerText)))")
+    finally:
+        browser.quit()
+    assert any("ASR CER %" in t and "multitask" in t for t in tables), tables[:2]  # RESULTS.md's main table
+    assert {alt for alt, _, _ in images} >= {"training curves", "LID and GID confusion matrices"}, images
+    assert all(complete and width > 0 for _, complete, width in images), images
+    assert len(samples) == 4  # the default --utts
+    # Per sentence: prompt, real recording, then multitask, single-task and resynthesized audio,
+    # each with the judge's CER, SECS and MCD of that utterance.
+    for rows in samples:
+        assert [r[0].split(" (")[0] for r in rows] == ["prompt", "reference", "multitask", "single-task", "real tokens resynthesized"], rows
+        assert all(cell != "–" for r in rows[2:] for cell in r[4:]), rows
+    assert len(players) == 5 * len(samples), players
+    assert all(p["ready"] >= 1 and p["duration"] > 0 for p in players), players

@@ -150,6 +150,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     --tts-asr "single-task=$judge/decode_asr_tts_tts" --tts-asr "multitask=$judge/decode_asr_tts_multi" \
     --tts-asr "$resynth=$judge/decode_asr_tts_resynth" --tts-judge "$([ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask)" \
     $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md
+  # One page to read and listen to: the tables, figures and TTS test sentences (the default layout only)
+  if [ "$exp_dir" = exp ] && [ "$results" = RESULTS.md ]; then polyspeech report . --out RESULTS.html; fi
 fi
 
 log "Done (stages $stage..$stop_stage)."
