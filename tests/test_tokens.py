@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_flat
+from fakes import tiny_hubert
 from lhotse import CutSet, Features
 from lhotse.features.io import NumpyFilesWriter
 from lhotse.utils import fastcopy
@@ -90,18 +91,8 @@ def test_kmeans_tokens_in_range_and_centroids_reused(data: Path) -> None:
     assert (data / "km" / "kmeans_centroids.safetensors").stat().st_mtime_ns == mtime
 
 
-def _tiny_hubert(path: Path) -> Path:
-    from transformers import HubertConfig, HubertModel
-
-    cfg = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-                       num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-    torch.manual_seed(0)
-    HubertModel(cfg).save_pretrained(path)
-    return path
-
-
 def test_hubert_from_local_dir(data: Path) -> None:
-    model = _tiny_hubert(data / "tiny_hubert")
+    model = tiny_hubert(data / "tiny_hubert")
     r = run("extract-tokens", "--type", "hubert", data / "toy_cuts_dev.jsonl.gz", "--out-dir", data / "hubert",
             "--model", model, "--layer", 2, "--batch-size", 2, "--device", "cpu")
     assert r.exit_code == 0, r.output
@@ -199,15 +190,9 @@ def test_unknown_type_and_missing_manifest(data: Path) -> None:
 
 
 def test_hubert_batching_matches_one_by_one_for_layer_norm_models(data: Path) -> None:
-    from transformers import HubertConfig, HubertModel
-
     from polyspeech_cli.tokens.hubert import HubertExtractor
 
-    cfg = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-                       num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-                       do_stable_layer_norm=True)
-    torch.manual_seed(0)
-    HubertModel(cfg).save_pretrained(data / "tiny_hubert_ln")
+    tiny_hubert(data / "tiny_hubert_ln", feat_extract_norm="layer", do_stable_layer_norm=True)
     ext = HubertExtractor(str(data / "tiny_hubert_ln"), layer=2, batch_size=2, device="cpu")
     cuts = list(CutSet.from_file(data / "toy_cuts_dev.jsonl.gz"))[:2]
     assert cuts[0].duration != cuts[1].duration  # so the batch really is padded

@@ -27,3 +27,237 @@ wait_lanes() {
   lane_pids=()
   [ "$failed" = 0 ] || { log "a background job failed: see the logs named above"; exit 1; }
 }
+
+# ---- Paper-scale recipes: egs/aishell, egs/librispeech, egs/commonvoice --------------------------
+# What these recipes share. Each recipe prepares its corpus in stage 0 (its own call) into the sets
+# `train`, `dev` and $test_sets, named as `polyspeech prepare` names manifests,
+# <dir>/<corpus>_cuts_<set>.jsonl.gz, then runs `paper_stages` (stages 1-7) and any stages of its own.
+# The functions read the recipe's variables: stage stop_stage corpus tasks test_sets data_dir exp_dir
+# conf device ngpu nj decode_threads hubert_model hubert_layer hubert_batch lm_epochs lm_overrides
+# beam_size ctc_weight encodec_bandwidth encodec_checkpoint.
+#
+#   stage_on N                          true when stage N lies in --stage..--stop-stage
+#   has_task TASK                       true when TASK is in $tasks (comma-separated)
+#   cuts_of DIR SET...                  the cuts manifests of these sets in DIR
+#   combine_cuts OUT IN...              the cuts of IN... (.jsonl.gz) in one manifest OUT, unless OUT was
+#                                       made from exactly these inputs and none changed since
+#   derive_config BASE OUT KEY=VALUE... BASE (YAML) with dotted keys set (VALUE read as YAML) -> OUT; the
+#                                       trainer that loads OUT checks the keys (a typo is an error)
+#   steps_for_epochs CUTS CONFIG EPOCHS TASKS
+#                                       LM steps for EPOCHS passes of each task over CUTS: CONFIG's
+#                                       max_duration x grad_accum seconds per GPU and step, on $ngpu GPUs
+#                                       (batches are not always full: the real epochs are a little fewer)
+#   train_lm_ngpu [train lm options]    `polyspeech train lm` ($ngpu = 1) or torchrun with $ngpu processes
+#   train_paper_lm NAME FEATS TASKS [KEY=VALUE...]
+#                                       $conf/lm_160m.yaml with these tasks, the KEY=VALUEs, $lm_overrides
+#                                       and $lm_epochs epochs, on FEATS/{train,dev} -> $exp_dir/lm_NAME
+#   extract_hubert OUT_DIR CUTS...      HuBERT layer $hubert_layer features on $device (fp16 on a GPU)
+#   decode_lm EXP CUTS_DIR TASKS SET... decode each task (comma-separated) on each SET, $nj at a time
+#   tts_intelligibility EXP SET...      HuBERT features of EXP's synthesized SET audio, transcribed by EXP's ASR
+#   score_lm EXP TASKS SET...           score EXP's decodes of these tasks on these sets -> EXP/RESULTS.md
+#   input_experiment SET...             the paper's first experiment: single-task ASR LMs on HuBERT
+#                                       embeddings and on EnCodec tokens, decoded on each SET and compared
+#   paper_stages                        stages 1-7: HuBERT features, SSET codec, speech decoder, multitask
+#                                       LM, decoding, scoring, the input experiment
+
+stage_on() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+has_task() { [[ ,$tasks, == *,$1,* ]]; }
+
+cuts_of() {
+  local dir=$1 set; shift
+  for set in "$@"; do echo "$dir/${corpus}_cuts_$set.jsonl.gz"; done
+}
+
+combine_cuts() {
+  local out=$1 f fresh=true; shift
+  local list="${out%.jsonl.gz}.inputs"  # what OUT was made of: another list combines again
+  [ -f "$out" ] && [ -f "$list" ] && [ "$(printf '%s\n' "$@")" = "$(cat "$list")" ] || fresh=false
+  for f in "$@"; do
+    [ -f "$f" ] || { log "combine_cuts: $f is missing (did stage 0 prepare this part?)"; return 1; }
+    [[ $f == *.jsonl.gz ]] || { log "combine_cuts: $f is not a .jsonl.gz manifest"; return 1; }
+    if [ "$f" -nt "$out" ]; then fresh=false; fi
+  done
+  if [ "$fresh" = true ]; then
+    log "  $out: already combined from these $# manifest(s); nothing to do"
+    return 0
+  fi
+  local tmp="${out%.jsonl.gz}.tmp$$.jsonl.gz"
+  # Concatenated gzip members are one valid gzip file (RFC 1952), and a cuts manifest is one JSON
+  # cut per line: `cat` is `lhotse combine` for .jsonl.gz manifests, without loading them.
+  if cat "$@" > "$tmp" && mv "$tmp" "$out"; then
+    printf '%s\n' "$@" > "$list"
+    log "  wrote $out ($# manifest(s) combined)"
+  else
+    rm -f "$tmp"
+    return 1
+  fi
+}
+
+derive_config() {
+  local base=$1 out=$2; shift 2
+  mkdir -p "$(dirname "$out")"
+  python3 - "$base" "$out" "$@" <<'EOF'
+import os, sys, yaml
+base, out, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
+cfg = yaml.safe_load(open(base, encoding="utf-8")) or {}
+for item in sets:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        sys.exit(f"derive_config: '{item}' is not KEY=VALUE (e.g. max_duration=300 or data.speech_input=tokens)")
+    *parents, leaf = key.split(".")
+    node = cfg
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = yaml.safe_load(value)
+text = f"# {base} with {' '.join(sets) or 'no changes'} (utils/recipe_lib.sh derive_config)\n"
+text += yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
+if not os.path.isfile(out) or open(out, encoding="utf-8").read() != text:  # unchanged: leave the file alone
+    with open(out + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(out + ".tmp", out)
+EOF
+}
+
+steps_for_epochs() {
+  python3 - "$@" "${ngpu:-1}" <<'EOF'
+import math, sys, yaml
+from lhotse import load_manifest_lazy
+cuts, config, epochs, tasks, ngpu = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4].split(","), int(sys.argv[5])
+seconds = sum(c.duration for c in load_manifest_lazy(cuts))
+cfg = yaml.safe_load(open(config, encoding="utf-8"))
+# each step trains one task on grad_accum batches of at most max_duration seconds per GPU
+per_step = float(cfg["max_duration"]) * int(cfg.get("grad_accum", 1)) * max(1, ngpu)
+print(max(1, math.ceil(epochs * len(tasks) * seconds / per_step)))
+EOF
+}
+
+train_lm_ngpu() {
+  if [ "${ngpu:-1}" -gt 1 ]; then
+    # one process per GPU: `--device auto` gives each its own (cuda:LOCAL_RANK); `cuda` would put all on GPU 0
+    local lm_device=$device
+    [[ $device == cuda* ]] && lm_device=auto
+    log "  torchrun --standalone --nproc_per_node $ngpu -m polyspeech_cli.lm --device $lm_device $*"
+    torchrun --standalone --nproc_per_node "$ngpu" -m polyspeech_cli.lm --device "$lm_device" "$@"
+  else
+    polyspeech train lm --device "$device" "$@"
+  fi
+}
+
+train_paper_lm() {
+  local name=$1 feats=$2 task_list=$3 steps; shift 3
+  local cfg="$exp_dir/conf/lm_$name.yaml"
+  # lm_overrides is a list of KEY=VALUE words, split on purpose
+  derive_config "$conf/lm_160m.yaml" "$cfg" "tasks=[$task_list]" "$@" $lm_overrides
+  steps=$(steps_for_epochs "$(cuts_of "$data_dir" train)" "$cfg" "$lm_epochs" "$task_list")
+  derive_config "$conf/lm_160m.yaml" "$cfg" "tasks=[$task_list]" "$@" $lm_overrides "max_steps=$steps"
+  log "  lm_$name: tasks $task_list, $steps steps ($lm_epochs epochs per task on $ngpu GPU(s)), $cfg"
+  train_lm_ngpu --config "$cfg" --train-cuts "$(cuts_of "$feats" train)" --dev-cuts "$(cuts_of "$feats" dev)" \
+    --exp-dir "$exp_dir/lm_$name" --resume --no-progress
+}
+
+extract_hubert() {
+  local out=$1; shift
+  # on a GPU the forward pass runs in fp16 (polyspeech_cli/tokens/hubert.py); batches hold cuts of similar length
+  polyspeech extract-tokens --type hubert "$@" --model "$hubert_model" --layer "$hubert_layer" \
+    --batch-size "$hubert_batch" --device "$device" --out-dir "$out"
+}
+
+decode_lm() {
+  local exp=$1 cuts_dir=$2 task_list=$3 set t; shift 3
+  for set in "$@"; do
+    for t in ${task_list//,/ }; do
+      local opts=(--task "$t" --exp-dir "$exp" --cuts "$(cuts_of "$cuts_dir" "$set")" --set-name "$set" --threads "$decode_threads")
+      case $t in
+        asr) opts+=(--beam-size "$beam_size" --ctc-weight "$ctc_weight") ;;
+        tts) opts+=(--codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder") ;;
+      esac
+      lane "$exp/decode_${t}_$set.log" polyspeech decode "${opts[@]}"
+    done
+  done
+  wait_lanes
+}
+
+tts_intelligibility() {
+  local exp=$1 set; shift
+  for set in "$@"; do
+    extract_hubert "$exp/tts_hubert_$set" "$exp/decode_tts_$set/cuts.jsonl.gz"
+    lane "$exp/decode_asr_tts_$set.log" polyspeech decode --task asr --exp-dir "$exp" --cuts "$exp/tts_hubert_$set/cuts.jsonl.gz" \
+      --set-name "tts_$set" --beam-size "$beam_size" --ctc-weight "$ctc_weight" --threads "$decode_threads"
+  done
+  wait_lanes
+}
+
+score_lm() {
+  local exp=$1 task_list=$2 set t dirs=(); shift 2
+  for set in "$@"; do
+    for t in ${task_list//,/ }; do dirs+=("$exp/decode_${t}_$set"); done
+    if [[ ,$task_list, == *,tts,* ]]; then dirs+=("$exp/decode_asr_tts_$set"); fi  # the TTS audio transcribed: intelligibility
+  done
+  polyspeech score "${dirs[@]}" --out "$exp/RESULTS.md"
+}
+
+input_experiment() {
+  # Both LMs without the auxiliary CTC loss (and CTC scores in decoding): the CTC head reads the
+  # continuous speech states only (polyspeech_cli/lm/model.py), so token input cannot have it.
+  local set name books ctc_weight=0
+  books=$(python3 -c 'import sys; print(round(float(sys.argv[1]) / 0.75))' "$encodec_bandwidth")  # 24 kHz EnCodec: 0.75 kbps per book
+  log "  EnCodec tokens ($encodec_bandwidth kbps: $books books of 1024 codes at 75 Hz) -> $data_dir/encodec"
+  polyspeech extract-tokens --type encodec $(cuts_of "$data_dir" train dev "$@") --bandwidth "$encodec_bandwidth" \
+    ${encodec_checkpoint:+--checkpoint "$encodec_checkpoint"} --device "$device" --out-dir "$data_dir/encodec"
+  train_paper_lm asr_hubert "$data_dir/hubert" asr model.ctc_weight=0
+  train_paper_lm asr_encodec "$data_dir/encodec" asr model.ctc_weight=0 data.speech_input=tokens data.speech_tokens=encodec \
+    "data.speech_codebooks=$books"
+  decode_lm "$exp_dir/lm_asr_hubert" "$data_dir/hubert" asr "$@"
+  decode_lm "$exp_dir/lm_asr_encodec" "$data_dir/encodec" asr "$@"
+  for set in "$@"; do
+    for name in hubert encodec; do
+      mkdir -p "$exp_dir/input_$set/$name"
+      polyspeech score "$exp_dir/lm_asr_$name/decode_asr_$set" --out "$exp_dir/input_$set/$name/RESULTS.md"
+    done
+    polyspeech compare "HuBERT embeddings=$exp_dir/input_$set/hubert/scores.json" "EnCodec tokens=$exp_dir/input_$set/encodec/scores.json" \
+      --title "ASR input ($set): HuBERT layer-$hubert_layer embeddings vs EnCodec $encodec_bandwidth kbps tokens" \
+      --lm-dir "$exp_dir/lm_asr_hubert" --lm-dir "$exp_dir/lm_asr_encodec" --out "$exp_dir/input_$set/RESULTS.md"
+  done
+}
+
+paper_stages() {
+  local sets="train dev $test_sets"
+  if stage_on 1; then
+    log "Stage 1: HuBERT features ($hubert_model, layer $hubert_layer, on $device) -> $data_dir/hubert"
+    extract_hubert "$data_dir/hubert" $(cuts_of "$data_dir" $sets)
+  fi
+  if stage_on 2; then
+    log "Stage 2: the SSET codec on the HuBERT features ($conf/codec_hubert.yaml, one GPU) -> $exp_dir/codec; SSET tokens -> $data_dir/sset"
+    polyspeech train codec --config "$conf/codec_hubert.yaml" --train-cuts "$(cuts_of "$data_dir/hubert" train)" \
+      --dev-cuts "$(cuts_of "$data_dir/hubert" dev)" --exp-dir "$exp_dir/codec" --device "$device" --resume
+    polyspeech extract-tokens --type sset $(cuts_of "$data_dir/hubert" $sets) --checkpoint "$exp_dir/codec/model.safetensors" \
+      --device "$device" --out-dir "$data_dir/sset"
+  fi
+  if stage_on 3; then
+    if has_task tts; then
+      log "Stage 3: the speech decoder ($conf/vocoder_hubert.yaml, one GPU: HuBERT features + speaker prompt -> mel -> HiFi-GAN) -> $exp_dir/vocoder"
+      polyspeech train vocoder --config "$conf/vocoder_hubert.yaml" --train-cuts "$(cuts_of "$data_dir/hubert" train)" \
+        --dev-cuts "$(cuts_of "$data_dir/hubert" dev)" --exp-dir "$exp_dir/vocoder" --device "$device" --resume --no-progress
+    else
+      log "Stage 3: no tts in --tasks $tasks: no speech decoder to train"
+    fi
+  fi
+  if stage_on 4; then
+    log "Stage 4: the multitask LM ($tasks; $conf/lm_160m.yaml) on $ngpu GPU(s) -> $exp_dir/lm_multi"
+    train_paper_lm multi "$data_dir/sset" "$tasks"
+  fi
+  if stage_on 5; then
+    log "Stage 5: decode $test_sets ($tasks; on the CPU, $nj at a time)$(has_task tts && echo '; the TTS audio transcribed by the same LM')"
+    decode_lm "$exp_dir/lm_multi" "$data_dir/sset" "$tasks" $test_sets
+    if has_task tts; then tts_intelligibility "$exp_dir/lm_multi" $test_sets; fi
+  fi
+  if stage_on 6; then
+    log "Stage 6: score -> $exp_dir/lm_multi/RESULTS.md"
+    score_lm "$exp_dir/lm_multi" "$tasks" $test_sets
+  fi
+  if stage_on 7; then
+    log "Stage 7: the paper's first experiment, ASR on HuBERT embeddings vs EnCodec tokens -> $exp_dir/input_<set>/RESULTS.md"
+    input_experiment $test_sets
+  fi
+}

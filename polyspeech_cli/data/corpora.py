@@ -64,12 +64,14 @@ def _gender_table(path: Path, bad: BadItems, sep: str, id_col: int, sex_col: int
 
 
 def prepare_librispeech_corpus(corpus_dir: Path, bad: BadItems, download: bool = False, parts: str = "auto") -> Manifests:
-    """LibriSpeech (`corpus_dir` holds `LibriSpeech/` or is it); gender from SPEAKERS.TXT."""
+    """LibriSpeech (`corpus_dir` holds `LibriSpeech/` or is it); gender from SPEAKERS.TXT.
+    `parts`: auto (every part found), one part or a comma-separated list (Lhotse takes a list)."""
+    part_list = [p.strip() for p in parts.split(",") if p.strip()] if "," in parts else parts
     if download:
-        corpus_dir = download_librispeech(corpus_dir, dataset_parts="mini_librispeech" if parts == "auto" else parts)
+        corpus_dir = download_librispeech(corpus_dir, dataset_parts="mini_librispeech" if parts == "auto" else part_list)
     root = corpus_dir / "LibriSpeech" if (corpus_dir / "LibriSpeech").is_dir() else corpus_dir
     genders = _gender_table(root / "SPEAKERS.TXT", bad, sep="|", id_col=0, sex_col=1)
-    manifests = prepare_librispeech(root, dataset_parts=parts)
+    manifests = prepare_librispeech(root, dataset_parts=part_list)
     return _relabel(manifests, lambda _: "en", lambda spk, g: genders.get(spk), bad)
 
 
