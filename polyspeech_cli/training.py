@@ -20,11 +20,14 @@ _CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
 def pick_device(name: str) -> torch.device:
-    """`auto` = this process's GPU (LOCAL_RANK under torchrun) when CUDA is visible, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    """`auto` = this process's GPU when CUDA is visible, else the CPU. `auto` and a bare `cuda`
+    mean GPU LOCAL_RANK under torchrun (one GPU per rank), GPU 0 otherwise; `cuda:N` is taken as given."""
+    if name == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise PolyspeechError(f"device '{name}' requested but no CUDA GPU is visible (use device: auto or cpu)")
+    if name in ("auto", "cuda"):
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)
 
 
