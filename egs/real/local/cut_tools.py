@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Small Lhotse cut-manifest edits of the egs/real recipe; each writes OUT only when it is missing or
+older than its inputs (so a re-run leaves the file, and every stamp that names it, untouched).
+
+    python3 local/cut_tools.py lid-only IN OUT        # keep `language` only: no text, no gender
+    python3 local/cut_tools.py speed IN OUT --factors 0.9,1.1   # speed-perturbed copies (Lhotse)
+    python3 local/cut_tools.py combine OUT IN...      # one manifest (cut ids must be unique)
+
+`lid-only` is how generated speech joins the LM's training set for LID alone: the LM makes ASR/TTS
+examples only from cuts with text and GID examples only from cuts with a gender
+(polyspeech_cli/lm/tasks.py, `has_labels`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+
+def fresh(out: Path, inputs: list[Path]) -> bool:
+    return out.is_file() and all(out.stat().st_mtime >= i.stat().st_mtime for i in inputs)
+
+
+def write(cuts, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(".tmp." + out.name)
+    cuts.to_file(tmp)
+    tmp.replace(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    lid = sub.add_parser("lid-only")
+    lid.add_argument("inp", type=Path)
+    lid.add_argument("out", type=Path)
+    sp = sub.add_parser("speed")
+    sp.add_argument("inp", type=Path)
+    sp.add_argument("out", type=Path)
+    sp.add_argument("--factors", default="0.9,1.1")
+    comb = sub.add_parser("combine")
+    comb.add_argument("out", type=Path)
+    comb.add_argument("inputs", type=Path, nargs="+")
+    a = p.parse_args()
+    inputs = a.inputs if a.cmd == "combine" else [a.inp]
+    missing = [i for i in inputs if not i.is_file()]
+    if missing:
+        sys.exit(f"error: {missing[0]}: not found (run the earlier stages first)")
+    if fresh(a.out, inputs):
+        print(f"{a.out}: up to date")
+        return
+    from lhotse import CutSet
+
+    if a.cmd == "lid-only":
+        def strip(c):
+            return c.map_supervisions(lambda s: dataclasses.replace(s, text="", gender=None))
+
+        cuts = CutSet.from_file(a.inp).map(strip)
+    elif a.cmd == "speed":
+        base = CutSet.from_file(a.inp).to_eager()
+        factors = [float(f) for f in a.factors.split(",") if f.strip()]
+        cuts = CutSet.from_cuts(c.perturb_speed(f) for f in factors for c in base)
+    else:
+        seen: dict[str, Path] = {}
+        all_cuts = []
+        for path in inputs:
+            for c in CutSet.from_file(path):
+                if c.id in seen:
+                    sys.exit(f"error: cut id '{c.id}' is in both {seen[c.id]} and {path} (cut ids must be unique across sets)")
+                seen[c.id] = path
+                all_cuts.append(c)
+        cuts = CutSet.from_cuts(all_cuts)
+    write(cuts, a.out)
+    print(f"{a.out}: {len(cuts)} cuts")
+
+
+if __name__ == "__main__":
+    main()

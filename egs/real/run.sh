@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# egs/real: the egs/mini stages on the small real human-speech sets of ../shared/data.
+# One multitask LM (ASR, TTS, LID, GID) and four single-task LMs train on the union of the sets'
+# train splits; every metric is scored per data source (conf/sets.tsv), never averaged over sources.
+#
+#   ./run.sh                                  # all stages (shared data from $POLYSPEECH_SHARED or ../../../shared)
+#   ./run.sh --shared /path/to/shared         # the folder holding data/<set>/manifest.tsv
+#   ./run.sh --stage 5 --stop-stage 6         # some stages
+#   ./run.sh --quick true                     # tiny subsets and budgets, a few minutes (what the test runs)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=100
+quick=false           # tiny subsets and budgets, for smoke tests
+shared=${POLYSPEECH_SHARED:-../../../shared}   # holds data/<set>/manifest.tsv
+budget=1              # scales every training budget (codec, speech decoder, LM steps)
+lm_steps=""           # multitask LM steps (default: max_steps of $lm_conf x budget); the single-task cap
+patience=3            # single-task LMs stop after this many dev evaluations without a new best (kept: the best)
+nj=2                  # jobs side by side (1 CPU thread each)
+synth_utts=60         # generated eSpeak NG utterances per language mixed in for LID only (text and gender removed); 0 = none
+speed_perturb=""      # e.g. 0.9,1.1: speed-perturbed copies of the non-TTS transcribed train cuts (ASR/LID/GID only)
+corpus_dir=corpus/synth   # where the generated utterances are written (when --synth-utts > 0)
+mini_exp=../mini/exp/lm_multi   # stage 7: egs/mini's multitask LM evaluated on each test set (skipped when absent)
+data_dir=data
+exp_dir=exp
+results=RESULTS.md
+sets_conf=conf/sets.tsv
+lm_conf=conf/lm_real.yaml
+top_conf=../../conf   # codec, speech decoder and synth configs shared with egs/mini
+. ../../utils/parse_options.sh
+. ../../utils/recipe_lib.sh
+
+data=$shared/data
+if [ ! -d "$data" ]; then
+  log "error: no real-speech data at $data: pass --shared DIR (the folder holding data/<set>/manifest.tsv) or set POLYSPEECH_SHARED"
+  exit 1
+fi
+
+scaled_steps() {  # scaled_steps CONFIG: max_steps of that YAML config x $budget
+  python3 -c 'import sys, yaml; print(max(1, round(yaml.safe_load(open(sys.argv[1]))["max_steps"] * float(sys.argv[2]))))' "$1" "$budget"
+}
+codec_opts=(--config "$top_conf/codec_tiny.yaml" --max-steps "$(scaled_steps "$top_conf/codec_tiny.yaml")")
+vocoder_opts=(--config "$top_conf/vocoder_tiny.yaml" --max-steps "$(scaled_steps "$top_conf/vocoder_tiny.yaml")")
+lm_steps=${lm_steps:-$(scaled_steps "$lm_conf")}
+synth_opts=(--config "$top_conf/synth.yaml" --train-utts "$synth_utts" --dev-utts 4 --test-utts 8)
+# Decoding settings of egs/mini (chosen on its dev split); see README "egs/real" for the dev check here.
+asr_decode_opts=(--beam-size 4 --ctc-weight 0.8)
+tts_temperature=1.0
+if [ "$quick" = true ]; then
+  codec_opts=(--config "$top_conf/codec_tiny.yaml" --max-steps 20)
+  vocoder_opts=(--config "$top_conf/vocoder_tiny.yaml" --max-steps 20)
+  lm_steps=20
+  asr_decode_opts=(--beam-size 1)  # models of 20 steps emit up to the length cap: greedy keeps the smoke test short
+  [ "$synth_utts" = 0 ] || synth_opts=(--config "$top_conf/synth.yaml" --train-utts 2 --dev-utts 1 --test-utts 2)
+fi
+tasks="asr tts lid gid"
+
+# The sets (conf/sets.tsv): names, and which are TTS voices.
+all_sets=() tts_sets=() other_sets=()
+declare -A split_of per_spk_of max_of
+while read -r name split per max qper qmax tts; do
+  case "$name" in ''|\#*) continue ;; esac
+  all_sets+=("$name")
+  split_of[$name]=$split
+  if [ "$quick" = true ]; then per_spk_of[$name]=$qper; max_of[$name]=$qmax; else per_spk_of[$name]=$per; max_of[$name]=$max; fi
+  if [ "$tts" = yes ]; then tts_sets+=("$name"); else other_sets+=("$name"); fi
+done < "$sets_conf"
+sources=("${all_sets[@]}")              # what is scored: every set, and the generated corpus when mixed in
+[ "$synth_utts" = 0 ] || sources+=(synth)
+
+# A set's cuts after stage 3: SSET tokens (+ fbank) for TTS voices, fbank for the others.
+is_tts() { local s; for s in "${tts_sets[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+lm_cuts() {  # lm_cuts SET SPLIT: the manifest the LMs read
+  if [ "$1" = synth ]; then echo "$data_dir/fbank/synth_lid_cuts_$2.jsonl.gz"
+  elif is_tts "$1"; then echo "$data_dir/sset/$1_cuts_$2.jsonl.gz"
+  else echo "$data_dir/fbank/$1_cuts_$2.jsonl.gz"; fi
+}
+combine() { python3 local/cut_tools.py combine "$@"; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "Stage 0: Lhotse manifests of ${all_sets[*]} from $data (16 kHz, split per conf/sets.tsv)$([ "$synth_utts" = 0 ] || echo ", and generated eSpeak NG utterances for LID (${synth_opts[*]:2})")"
+  mkdir -p "$data_dir/log"
+  for name in "${all_sets[@]}"; do
+    [ -f "$data/$name/manifest.tsv" ] || { log "error: $data/$name/manifest.tsv not found (is --shared right?)"; exit 1; }
+  done
+  prepare_set() {  # prepare_set NAME: subset (if configured), then prepare tsv
+    local name=$1 src=$data/$1
+    if [ "${per_spk_of[$name]}" != 0 ] || [ "${max_of[$name]}" != 0 ]; then
+      python3 local/subset_tsv.py "$src" "$data_dir/local/$name" --per-speaker "${per_spk_of[$name]}" --max-utts "${max_of[$name]}"
+      src=$data_dir/local/$name
+    fi
+    polyspeech prepare tsv "$src" --corpus "$name" --data-dir "$data_dir" --split-ratios "${split_of[$name]}" --min-speakers 6 --sample-rate 16000
+  }
+  for name in "${all_sets[@]}"; do lane "$data_dir/log/prepare_$name.log" prepare_set "$name"; done
+  if [ "$synth_utts" != 0 ]; then
+    lane "$data_dir/log/prepare_synth.log" polyspeech prepare synth --corpus-dir "$corpus_dir" --data-dir "$data_dir" "${synth_opts[@]}"
+  fi
+  wait_lanes
+  grep -h "note:" "$data_dir"/log/prepare_*.log || true
+fi
+
+split_manifests() {  # every prepared per-set manifest (what stage 1 extracts fbank for)
+  local name s
+  for name in "${all_sets[@]}"; do for s in train dev test; do echo "$data_dir/${name}_cuts_$s.jsonl.gz"; done; done
+  if [ "$synth_utts" != 0 ]; then for s in train dev test; do echo "$data_dir/synth_lid_cuts_$s.jsonl.gz"; done; fi
+  if [ -n "$speed_perturb" ]; then for name in "${other_sets[@]}"; do
+    [ "$name" = librispeech_gender ] || echo "$data_dir/${name}_sp_cuts_train.jsonl.gz"; done; fi
+}
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: 80-dim fbank features of every set and split in $data_dir/fbank (8/16/22.05 kHz FLAC and WAV: one audio path)"
+  if [ "$synth_utts" != 0 ]; then
+    for s in train dev test; do python3 local/cut_tools.py lid-only "$data_dir/synth_cuts_$s.jsonl.gz" "$data_dir/synth_lid_cuts_$s.jsonl.gz"; done
+  fi
+  if [ -n "$speed_perturb" ]; then
+    for name in "${other_sets[@]}"; do
+      [ "$name" = librispeech_gender ] && continue  # no text: GID only, its 12 s utterances need no copies
+      python3 local/cut_tools.py speed "$data_dir/${name}_cuts_train.jsonl.gz" "$data_dir/${name}_sp_cuts_train.jsonl.gz" --factors "$speed_perturb"
+    done
+  fi
+  polyspeech extract-tokens --type fbank $(split_manifests) --out-dir "$data_dir/fbank"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: train the SSET codec on the real sets' fbank (train splits) in $exp_dir/codec"
+  for s in train dev; do
+    combine "$data_dir/fbank/real_cuts_$s.jsonl.gz" $(for name in "${all_sets[@]}"; do echo "$data_dir/fbank/${name}_cuts_$s.jsonl.gz"; done)
+  done
+  polyspeech train codec "${codec_opts[@]}" --train-cuts "$data_dir/fbank/real_cuts_train.jsonl.gz" \
+    --dev-cuts "$data_dir/fbank/real_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/codec" --resume
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "Stage 3: SSET tokens of the TTS voices (${tts_sets[*]}): only their cuts become TTS examples; the LMs' train/dev/test manifests in $data_dir/lm"
+  polyspeech extract-tokens --type sset $(for name in "${tts_sets[@]}"; do for s in train dev test; do echo "$data_dir/fbank/${name}_cuts_$s.jsonl.gz"; done; done) \
+    --checkpoint "$exp_dir/codec/model.safetensors" --out-dir "$data_dir/sset"
+  for s in train dev test; do
+    extra=()
+    if [ "$s" = train ] && [ -n "$speed_perturb" ]; then
+      for name in "${other_sets[@]}"; do [ "$name" = librispeech_gender ] || extra+=("$data_dir/fbank/${name}_sp_cuts_train.jsonl.gz"); done
+    fi
+    combine "$data_dir/lm/cuts_$s.jsonl.gz" $(for src in "${sources[@]}"; do lm_cuts "$src" "$s"; done) "${extra[@]}"
+  done
+  combine "$data_dir/lm/cuts_test_tts.jsonl.gz" $(for name in "${tts_sets[@]}"; do lm_cuts "$name" test; done)
+fi
+
+train_lm() {  # train_lm NAME TASKS [extra options]
+  local name=$1 task_list=$2; shift 2
+  polyspeech train lm --config "$lm_conf" --speech-tokens sset --max-steps "$lm_steps" --tasks "$task_list" \
+    --train-cuts "$data_dir/lm/cuts_train.jsonl.gz" --dev-cuts "$data_dir/lm/cuts_dev.jsonl.gz" \
+    --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
+}
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "Stage 4: the multitask LM ($lm_steps steps), the four single-task LMs (early stopping, patience $patience, at most $lm_steps steps) and the speech decoder, $nj at a time"
+  lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}"
+  lane "$exp_dir/lm_tts/train.log" train_lm tts tts --patience "$patience"
+  lane "$exp_dir/vocoder/train.log" polyspeech train vocoder "${vocoder_opts[@]}" --threads 1 --no-progress \
+    --train-cuts "$data_dir/fbank/real_cuts_train.jsonl.gz" --dev-cuts "$data_dir/fbank/real_cuts_dev.jsonl.gz" \
+    --exp-dir "$exp_dir/vocoder" --resume
+  for t in asr lid gid; do lane "$exp_dir/lm_$t/train.log" train_lm "$t" "$t" --patience "$patience"; done
+  wait_lanes
+fi
+
+tts_judge() {  # the ASR model with the lower dev error (chosen on dev, never on test); chosen in stage 5, read after
+  [ -s "$exp_dir/tts_judge" ] || python3 -m polyspeech_cli.lm.summary --best asr "$exp_dir/lm_asr" "$exp_dir/lm_multi" > "$exp_dir/tts_judge"
+  cat "$exp_dir/tts_judge"
+}
+source_args() {  # --source NAME=CUTS for every scored source (the ids that split a decode per source)
+  local src
+  for src in "${sources[@]}"; do echo "--source"; echo "$src=$(lm_cuts "$src" test)"; done
+}
+decode_system() {  # decode_system LM...: every task over the union of the test sets, then split per source
+  local lm t opts
+  for lm in "$@"; do
+    for t in $tasks; do
+      [ "$lm" = multi ] || [ "$lm" = "$t" ] || continue
+      opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" --set-name all --cuts "$data_dir/lm/cuts_test.jsonl.gz")
+      [ "$t" = asr ] && opts+=("${asr_decode_opts[@]}")
+      [ "$t" = tts ] && opts=(--task tts --exp-dir "$exp_dir/lm_$lm" --set-name all --cuts "$data_dir/lm/cuts_test_tts.jsonl.gz" \
+        --temperature "$tts_temperature" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
+      polyspeech decode "${opts[@]}"
+      python3 local/split_by_source.py "$exp_dir/lm_$lm/decode_${t}_all" --out-dir "$exp_dir/lm_$lm/by_source" $(source_args)
+    done
+  done
+}
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "Stage 5: decode each source's test set for every task it has labels for, with the multitask LM and with the single-task LMs"
+  lane "$exp_dir/lm_multi/decode.log" decode_system multi
+  lane "$exp_dir/decode_single.log" decode_system $tasks
+  # The TTS back end's upper bound: the test cuts' own SSET tokens through codec decoder + speech decoder.
+  resynth() {
+    polyspeech decode --task tts --oracle-tokens --set-name all_resynth --exp-dir "$exp_dir/lm_multi" \
+      --cuts "$data_dir/lm/cuts_test_tts.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
+    python3 local/split_by_source.py "$exp_dir/lm_multi/decode_tts_all_resynth" --out-dir "$exp_dir/lm_multi/by_source" $(source_args)
+  }
+  lane "$exp_dir/lm_multi/decode_resynth.log" resynth
+  wait_lanes
+  rm -f "$exp_dir/tts_judge"  # chosen again from the LMs just trained
+  judge=$(tts_judge)
+  log "  TTS judge: $judge (the lower dev ASR error of lm_asr and lm_multi)"
+  judge_tts() {  # judge_tts LM_DIR_OF_TTS_DECODE LABEL
+    polyspeech decode --task asr --exp-dir "$judge" --cuts "$1/cuts.jsonl.gz" --set-name "tts_$2" "${asr_decode_opts[@]}"
+    python3 local/split_by_source.py "$judge/decode_asr_tts_$2" --out-dir "$judge/by_source" $(source_args)
+  }
+  lane "$judge/decode_tts_multi.log" judge_tts "$exp_dir/lm_multi/decode_tts_all" multi
+  lane "$judge/decode_tts_tts.log" judge_tts "$exp_dir/lm_tts/decode_tts_all" tts
+  lane "$judge/decode_tts_resynth.log" judge_tts "$exp_dir/lm_multi/decode_tts_all_resynth" resynth
+  wait_lanes
+fi
+
+judge_label() { [ "$(tts_judge)" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask; }
+compare_source() {  # compare_source SRC: the single-task vs multitask table of one source
+  local src=$1 out=$exp_dir/score/$1 judge lm cmp resynth_label
+  judge=$(tts_judge)
+  cmp=("single-task=$out/single/scores.json" "multitask=$out/multi/scores.json")
+  if [ -f "$out/resynth/scores.json" ]; then
+    resynth_label="real SSET tokens resynthesized (TTS back-end upper bound)"
+    cmp+=(--reference "$resynth_label=$out/resynth/scores.json"
+          --tts-asr "single-task=$judge/by_source/decode_asr_tts_tts_$src" --tts-asr "multitask=$judge/by_source/decode_asr_tts_multi_$src"
+          --tts-asr "$resynth_label=$judge/by_source/decode_asr_tts_resynth_$src"
+          --tts-judge "$(judge_label)")  # every TTS voice has transcripts: the judge's CER on its real test audio is printed
+  fi
+  [ -f "conf/bars_$src.yaml" ] && cmp+=(--bars "conf/bars_$src.yaml")
+  if [ "$src" = "${sources[0]}" ]; then for lm in multi $tasks; do cmp+=(--lm-dir "$exp_dir/lm_$lm"); done; fi
+  polyspeech compare "${cmp[@]}" --title "$src: single-task vs multitask" --out "$out/compare.md"
+}
+assemble() {  # the per-source tables into $results
+  local judge extra=()
+  judge=$(tts_judge)
+  [ -d "$exp_dir/mini_eval" ] && extra+=(--mini-dir "$exp_dir/mini_eval" --mini-exp "$mini_exp")
+  python3 local/results_md.py --out "$results" --sources "${sources[*]}" --score-dir "$exp_dir/score" --data-dir "$data_dir" \
+    --judge-dir "$judge/by_source" --judge "$(judge_label)" --notes local/limits.md "${extra[@]}"
+}
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "Stage 6: score every source on its own, the single-task vs multitask table per source, $results"
+  # One `polyspeech score` per system over every source's own decode dirs (each dir is one source), plus the
+  # TTS decode of all voices together: the SECS line of different real speakers.
+  multi=("$exp_dir/lm_multi/decode_tts_all") single=() resynth=()
+  for src in "${sources[@]}"; do
+    for t in $tasks; do
+      [ -d "$exp_dir/lm_multi/by_source/decode_${t}_$src" ] && multi+=("$exp_dir/lm_multi/by_source/decode_${t}_$src")
+      [ -d "$exp_dir/lm_$t/by_source/decode_${t}_$src" ] && single+=("$exp_dir/lm_$t/by_source/decode_${t}_$src")
+    done
+    [ -d "$exp_dir/lm_multi/by_source/decode_tts_resynth_$src" ] && resynth+=("$exp_dir/lm_multi/by_source/decode_tts_resynth_$src")
+  done
+  mkdir -p "$exp_dir"/score/all/{multi,single,resynth}
+  lane "$exp_dir/score/all/multi.log" polyspeech score "${multi[@]}" --out "$exp_dir/score/all/multi/RESULTS.md"
+  lane "$exp_dir/score/all/single.log" polyspeech score "${single[@]}" --out "$exp_dir/score/all/single/RESULTS.md"
+  lane "$exp_dir/score/all/resynth.log" polyspeech score "${resynth[@]}" --out "$exp_dir/score/all/resynth/RESULTS.md"
+  wait_lanes
+  python3 local/scores_by_source.py --score-dir "$exp_dir/score" --sources "${sources[*]}" --line multi:decode_tts_all
+  for src in "${sources[@]}"; do lane "$exp_dir/score/$src/compare.log" compare_source "$src"; done
+  wait_lanes
+  assemble
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  if [ ! -f "$mini_exp/model.safetensors" ] && [ ! -d "$mini_exp/ckpt" ]; then
+    log "Stage 7: skipped: no egs/mini model at $mini_exp (run egs/mini/run.sh, or pass --mini-exp EXP)"
+  elif polyspeech evaluate --help 2>&1 | grep -q "Placeholder"; then
+    log "Stage 7: skipped: \`polyspeech evaluate\` is not available yet (a placeholder in this version)"
+  else
+    log "Stage 7: egs/mini's multitask LM ($mini_exp, generated speech only) evaluated on each source's test set"
+    for src in "${sources[@]}"; do
+      # The prepared test cuts (evaluate computes the model's own features; our SSET tokens mean nothing to
+      # egs/mini's codec); the generated set with all its labels (egs/mini's model was trained on them).
+      cuts=$data_dir/${src}_cuts_test.jsonl.gz
+      # TTS (in egs/mini's voices' speech decoder, prompted with this set's speakers) only for the TTS voices
+      if is_tts "$src"; then mini_tasks=asr,tts,lid,gid; elif [ "$src" = librispeech_gender ]; then mini_tasks=lid,gid; else mini_tasks=asr,lid,gid; fi
+      lane "$exp_dir/mini_eval/$src.log" polyspeech evaluate --exp-dir "$mini_exp" --cuts "$cuts" --tasks "$mini_tasks" --out-dir "$exp_dir/mini_eval/$src"
+    done
+    wait_lanes
+    assemble
+  fi
+fi
+
+log "Done (stages $stage..$stop_stage)."
