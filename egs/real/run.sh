@@ -260,8 +260,6 @@ fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   if [ ! -f "$mini_exp/model.safetensors" ] && [ ! -d "$mini_exp/ckpt" ]; then
     log "Stage 7: skipped: no egs/mini model at $mini_exp (run egs/mini/run.sh, or pass --mini-exp EXP)"
-  elif polyspeech evaluate --help 2>&1 | grep -q "Placeholder"; then
-    log "Stage 7: skipped: \`polyspeech evaluate\` is not available yet (a placeholder in this version)"
   else
     log "Stage 7: egs/mini's multitask LM ($mini_exp, generated speech only) evaluated on each source's test set"
     for src in "${sources[@]}"; do
