@@ -28,6 +28,20 @@ wait_lanes() {
   [ "$failed" = 0 ] || { log "a background job failed: see the logs named above"; exit 1; }
 }
 
+# train_lm_systems TRAIN_CUTS DEV_CUTS: the embedded recipes' training stage: the multitask LM, the
+# four single-task LMs (early stopping) and the speech decoder (on these fbank cuts, 1 thread: its
+# step is as fast on 1 thread as on 2), $nj at a time. This order keeps both lanes busy to the end
+# (egs/mini, measured: multi, lid, gid on one lane; tts, vocoder, asr on the other). Needs the
+# recipe's `train_lm NAME TASKS [options]`, $tasks, $patience, $exp_dir and vocoder_opts.
+train_lm_systems() {
+  lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}"
+  lane "$exp_dir/lm_tts/train.log" train_lm tts tts --patience "$patience"
+  lane "$exp_dir/vocoder/train.log" polyspeech train vocoder "${vocoder_opts[@]}" --threads 1 --no-progress \
+    --train-cuts "$1" --dev-cuts "$2" --exp-dir "$exp_dir/vocoder" --resume
+  for t in lid asr gid; do lane "$exp_dir/lm_$t/train.log" train_lm "$t" "$t" --patience "$patience"; done
+  wait_lanes
+}
+
 # ---- Paper-scale recipes: egs/aishell, egs/librispeech, egs/commonvoice --------------------------
 # What these recipes share. Each recipe prepares its corpus in stage 0 (its own call) into the sets
 # `train`, `dev` and $test_sets, named as `polyspeech prepare` names manifests,

@@ -153,13 +153,7 @@ train_lm() {  # train_lm NAME TASKS [extra options]
 }
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "Stage 4: the multitask LM ($lm_steps steps), the four single-task LMs (early stopping, patience $patience, at most $lm_steps steps) and the speech decoder, $nj at a time"
-  lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}"
-  lane "$exp_dir/lm_tts/train.log" train_lm tts tts --patience "$patience"
-  lane "$exp_dir/vocoder/train.log" polyspeech train vocoder "${vocoder_opts[@]}" --threads 1 --no-progress \
-    --train-cuts "$data_dir/fbank/real_cuts_train.jsonl.gz" --dev-cuts "$data_dir/fbank/real_cuts_dev.jsonl.gz" \
-    --exp-dir "$exp_dir/vocoder" --resume
-  for t in asr lid gid; do lane "$exp_dir/lm_$t/train.log" train_lm "$t" "$t" --patience "$patience"; done
-  wait_lanes
+  train_lm_systems "$data_dir/fbank/real_cuts_train.jsonl.gz" "$data_dir/fbank/real_cuts_dev.jsonl.gz"
 fi
 
 tts_judge() {  # the ASR model with the lower dev error (chosen on dev, never on test); chosen in stage 5, read after
