@@ -7,6 +7,7 @@
 #   ./run.sh --shared /path/to/shared         # the folder holding data/<set>/manifest.tsv
 #   ./run.sh --stage 5 --stop-stage 6         # some stages
 #   ./run.sh --quick true                     # tiny subsets and budgets, a few minutes (what the test runs)
+#   ./run.sh --stage 8 --stop-stage 8         # the ESPnet peer vs our single-task ASR on speechocean762 (shared/tools/espnet_peer)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +23,10 @@ synth_utts=60         # generated eSpeak NG utterances per language mixed in for
 speed_perturb=""      # e.g. 0.9,1.1: speed-perturbed copies of the non-TTS transcribed train cuts (ASR/LID/GID only)
 corpus_dir=corpus/synth   # where the generated utterances are written (when --synth-utts > 0)
 mini_exp=../mini/exp/lm_multi   # stage 7: egs/mini's multitask LM evaluated on each test set (skipped when absent)
+peer_minutes=8        # stage 8: the ESPnet peer's training budget (wall-clock minutes) ...
+peer_steps=1500       # ... and our single-task ASR LM's steps for the same minutes (calibrated, see README "egs/real")
+peer_conf=conf/lm_asr_peer.yaml   # stage 8: our ASR LM's settings (chosen on dev by local/dev_check.sh)
+peer_speed_perturb=0.9,1.1   # stage 8: speed-perturbed copies of the 10 speakers' cuts in our training set ("" = none; chosen on dev)
 data_dir=data
 exp_dir=exp
 results=RESULTS.md
@@ -224,6 +229,7 @@ assemble() {  # the per-source tables into $results
   local judge extra=()
   judge=$(tts_judge)
   [ -d "$exp_dir/mini_eval" ] && extra+=(--mini-dir "$exp_dir/mini_eval" --mini-exp "$mini_exp")
+  [ -f "$exp_dir/peer_compare/peer_table.md" ] && extra+=(--section "$exp_dir/peer_compare/peer_table.md")
   python3 local/results_md.py --out "$results" --sources "${sources[*]}" --score-dir "$exp_dir/score" --data-dir "$data_dir" \
     --judge-dir "$judge/by_source" --judge "$(judge_label)" --notes local/limits.md "${extra[@]}"
 }
@@ -266,6 +272,59 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     done
     wait_lanes
     assemble
+  fi
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  peer_dir=$shared/tools/espnet_peer
+  if [ ! -f "$peer_dir/run_peer.sh" ]; then
+    log "Stage 8: skipped: no ESPnet peer at $peer_dir (the shared tools are absent)"
+  elif [ "$quick" = true ]; then
+    log "Stage 8: skipped with --quick true (the peer comparison is an ${peer_minutes}-minute training run per system)"
+  else
+    # speechocean762, speaker-disjoint: train = its 10 non-test speakers (our train + dev splits), test = the 2 test speakers.
+    out=$exp_dir/peer_compare
+    log "Stage 8: ESPnet peer vs our single-task ASR on speechocean762 (10 speakers train, 2 test), $peer_minutes min each, side by side, in $out"
+    mkdir -p "$out"
+    python3 local/peer_manifest.py "$out/tsv/train" "$data_dir/speechocean762_train_cuts_train.jsonl.gz" "$data_dir/speechocean762_train_cuts_dev.jsonl.gz"
+    python3 local/peer_manifest.py "$out/tsv/test" "$data_dir/speechocean762_train_cuts_test.jsonl.gz"
+    ours_train=("$data_dir/fbank/speechocean762_train_cuts_train.jsonl.gz" "$data_dir/fbank/speechocean762_train_cuts_dev.jsonl.gz")
+    if [ -n "$peer_speed_perturb" ]; then
+      sp=()
+      for s in train dev; do
+        python3 local/cut_tools.py speed "$data_dir/speechocean762_train_cuts_$s.jsonl.gz" "$data_dir/speechocean762_train_sp_cuts_$s.jsonl.gz" --factors "$peer_speed_perturb"
+        sp+=("$data_dir/speechocean762_train_sp_cuts_$s.jsonl.gz")
+      done
+      polyspeech extract-tokens --type fbank "${sp[@]}" --out-dir "$data_dir/fbank"
+      ours_train+=("$data_dir/fbank/speechocean762_train_sp_cuts_train.jsonl.gz" "$data_dir/fbank/speechocean762_train_sp_cuts_dev.jsonl.gz")
+    fi
+    combine "$out/ours_cuts_train.jsonl.gz" "${ours_train[@]}"
+    run_espnet() {
+      if [ -s "$out/espnet/decode_test/summary.json" ]; then echo "$out/espnet: done (delete it to re-run)"; return; fi
+      THREADS=1 bash "$peer_dir/run_peer.sh" "$out/tsv/train" "$out/tsv/test" "$out/espnet" "$peer_minutes"
+    }
+    run_ours() {  # no dev set: the 2 dev speakers are training data here (as for the peer); the last model is decoded
+      local t0
+      if [ ! -s "$out/lm_asr/train_seconds" ]; then
+        t0=$(date +%s.%N)
+        OMP_NUM_THREADS=1 polyspeech train lm --config "$peer_conf" --tasks asr --max-steps "$peer_steps" --threads 1 \
+          --train-cuts "$out/ours_cuts_train.jsonl.gz" --exp-dir "$out/lm_asr" --resume --no-progress
+        python3 -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.1f}")' "$t0" > "$out/lm_asr/train_seconds"
+      fi
+      polyspeech decode --task asr --exp-dir "$out/lm_asr" --cuts "$data_dir/fbank/speechocean762_train_cuts_test.jsonl.gz" \
+        --set-name so_test "${asr_decode_opts[@]}"
+      polyspeech score "$out/lm_asr/decode_asr_so_test" --out "$out/lm_asr/RESULTS.md"
+    }
+    lane "$out/espnet.log" run_espnet
+    lane "$out/ours.log" run_ours
+    wait_lanes
+    tail -1 "$out/espnet.log"
+    python3 local/peer_table.py --peer-summary "$out/espnet/decode_test/summary.json" --ours-decode "$out/lm_asr/decode_asr_so_test" \
+      --ours-exp "$out/lm_asr" --ours-train-seconds "$out/lm_asr/train_seconds" --score-out "$out/lm_asr/score_jiwer.json" \
+      --train-desc "speechocean762's 10 non-test speakers, $(($(wc -l < "$out/tsv/train/manifest.tsv") - 1)) utts" \
+      --ours-desc "\`$peer_conf\`, $peer_steps steps$([ -z "$peer_speed_perturb" ] || echo ", speed-perturbed copies $peer_speed_perturb"), beam 4, CTC weight 0.8" \
+      --out "$out/peer_table.md"
+    [ -d "$exp_dir/score" ] && assemble
   fi
 fi
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from polyspeech_cli.lm.data import DataConfig
+from polyspeech_cli.lm.data import DataConfig, SpecAugmentConfig
 from polyspeech_cli.lm.model import ModelConfig
 from polyspeech_cli.lm.vocab import VocabConfig
 
@@ -51,3 +51,7 @@ class TrainConfig:
     # steps (and warm-up) that a multitask run of this config over these tasks spends on it,
     # max_steps * p_task, i.e. on as many batches of the task as the multitask model sees.
     steps_share_of: list[str] = field(default_factory=list)
+    # Regularisation of training batches only (dev batches and decoding never see it); all off by default.
+    spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)  # time + frequency masks of input features
+    label_smoothing: float = 0.0  # of the output cross-entropy (the logged/dev `ce` stays the plain one)
+    class_crop_seconds: float = 0.0  # LID/GID inputs longer than this cut to a random window of this length (0 = off)

@@ -42,6 +42,82 @@ class DataConfig:
 CMVN_SCOPES = ("utterance", "global")
 
 
+@dataclass
+class SpecAugmentConfig:
+    """SpecAugment-style masking of the continuous input features of *training* batches only
+    (ESPnet's `specaug` without time warping; never applied to dev batches or decoding). Masked
+    values are set to 0, the mean of the CMVN-normalised features. Off while both counts are 0."""
+
+    num_freq_masks: int = 0  # ESPnet num_freq_mask
+    freq_width: int = 27  # each frequency mask: width uniform in [0, freq_width] bins (ESPnet freq_mask_width_range 0..27)
+    num_time_masks: int = 0  # ESPnet num_time_mask
+    # each time mask: width uniform in [0, time_width_ratio x the utterance's frames] (ESPnet time_mask_width_ratio_range 0..0.05)
+    time_width_ratio: float = 0.05
+
+    @property
+    def enabled(self) -> bool:
+        return self.num_freq_masks > 0 or self.num_time_masks > 0
+
+
+def check_augment(spec: SpecAugmentConfig, label_smoothing: float, class_crop_seconds: float) -> None:
+    """One-line errors for out-of-range augmentation keys."""
+    if min(spec.num_freq_masks, spec.freq_width, spec.num_time_masks) < 0 or not 0.0 <= spec.time_width_ratio <= 1.0:
+        raise PolyspeechError(f"spec_augment: counts and freq_width must be >= 0 and time_width_ratio in [0, 1], got {spec} (fix the config)")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise PolyspeechError(f"label_smoothing must be in [0, 1), got {label_smoothing} (fix the config)")
+    if class_crop_seconds < 0:
+        raise PolyspeechError(f"class_crop_seconds must be >= 0 (0 = off), got {class_crop_seconds} (fix the config)")
+
+
+def _randint(lo: int, hi: int, g: torch.Generator) -> int:
+    """Uniform integer in [lo, hi] (inclusive) from `g`."""
+    return lo + int(torch.randint(0, hi - lo + 1, (1,), generator=g))
+
+
+def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: SpecAugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """A masked copy of padded (B, T, F) features; masks stay inside each row's `lens` frames."""
+    out = feats.clone()
+    n_freq = feats.shape[2]
+    for i, n in enumerate(int(x) for x in lens):
+        for _ in range(cfg.num_freq_masks):
+            w = min(_randint(0, cfg.freq_width, g), n_freq)
+            f0 = _randint(0, n_freq - w, g)
+            out[i, :n, f0 : f0 + w] = 0.0
+        max_w = int(cfg.time_width_ratio * n)
+        for _ in range(cfg.num_time_masks):
+            w = _randint(0, max_w, g)
+            t0 = _randint(0, n - w, g)
+            out[i, t0 : t0 + w, :] = 0.0
+    return out
+
+
+def random_crop(feats: torch.Tensor, lens: torch.Tensor, max_frames: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows longer than `max_frames` cut to a random window of `max_frames` frames; re-padded."""
+    rows = []
+    for i, n in enumerate(int(x) for x in lens):
+        start = _randint(0, n - max_frames, g) if n > max_frames else 0
+        rows.append(feats[i, start : start + min(n, max_frames)])
+    new_lens = torch.tensor([r.shape[0] for r in rows])
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), new_lens
+
+
+def augment_batch(batch: dict, spec: SpecAugmentConfig, label_smoothing: float, crop_frames: int, g: torch.Generator) -> dict:
+    """A training batch with the configured augmentation (the trainer calls it on training
+    batches only; dev batches and decoding never pass here): random crops of class-task inputs
+    (`crop_frames` > 0, LID/GID), SpecAugment masks, and the label smoothing the loss reads."""
+    from polyspeech_cli.lm.tasks import CLASS_TASKS
+
+    batch = dict(batch)
+    if batch.get("feats") is not None:
+        if crop_frames > 0 and batch["task"] in CLASS_TASKS:
+            batch["feats"], batch["feat_lens"] = random_crop(batch["feats"], batch["feat_lens"], crop_frames, g)
+        if spec.enabled:
+            batch["feats"] = spec_augment(batch["feats"], batch["feat_lens"], spec, g)
+    if label_smoothing > 0:
+        batch["label_smoothing"] = label_smoothing
+    return batch
+
+
 def normalize_features(x: torch.Tensor, cfg: DataConfig, stats: torch.Tensor | None) -> torch.Tensor:
     """CMVN of (T, D) features as configured; `stats` (2, D) = the training set's mean and std."""
     if not cfg.cmvn:

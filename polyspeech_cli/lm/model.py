@@ -208,10 +208,15 @@ class PolySpeechLM(nn.Module):
         logits = self.llm.lm_head(h[sel])
         ce = F.cross_entropy(logits.float(), targets[sel])
         out = {"ce": ce, "loss": ce, "n_tokens": sel.sum()}
+        # Label smoothing (training batches carry it, see lm/data.py augment_batch; only in train
+        # mode): it changes the loss only, `ce` stays the plain cross-entropy (logs, dev loss).
+        smoothing = float(batch.get("label_smoothing", 0.0)) if self.training else 0.0
+        if smoothing > 0:
+            out["loss"] = F.cross_entropy(logits.float(), targets[sel], label_smoothing=smoothing)
         if self.ctc_head is not None and batch.get("ctc_targets") is not None:
             ctc = self.ctc_loss(*self.ctc_states(h, spans, speech), batch["ctc_targets"])
             out["ctc"] = ctc
-            out["loss"] = (1 - self.cfg.ctc_weight) * ce + self.cfg.ctc_weight * ctc
+            out["loss"] = (1 - self.cfg.ctc_weight) * out["loss"] + self.cfg.ctc_weight * ctc
         return out
 
     def ctc_states(self, h: torch.Tensor, spans: list[tuple[int, int]], speech: tuple[torch.Tensor, list[int]] | None,

@@ -52,6 +52,9 @@ from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.data import (
     CMVN_SCOPES,
     DataConfig,
+    SpecAugmentConfig,
+    augment_batch,
+    check_augment,
     TaskDataset,
     TaskStream,
     codebook_size,
@@ -155,6 +158,25 @@ def matched_budget(cfg: TrainConfig, cuts: CutSet, manifest: Path, log=print) ->
     return out
 
 
+# Keys added after runs were recorded: at their default (off) they are left out of the run key, so
+# an exp dir trained before they existed still resumes or skips (training.check_resume).
+_NEW_KEY_DEFAULTS = {"spec_augment": to_dict(SpecAugmentConfig()), "label_smoothing": 0.0, "class_crop_seconds": 0.0}
+
+
+def lm_run_key(cfg: TrainConfig, train_cuts: Path) -> dict:
+    key = run_key(cfg, train_cuts)
+    for k, default in _NEW_KEY_DEFAULTS.items():
+        if key["options"].get(k) == default:
+            del key["options"][k]
+    return key
+
+
+def batch_generator(seed: int, step: int, micro: int) -> torch.Generator:
+    """The random source of one training batch's augmentation: a function of (seed, step, micro
+    batch) only, so a resumed run draws exactly the masks and crops of the uninterrupted one."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + micro)
+
+
 # ---- the loop -----------------------------------------------------------------------------------
 def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Path, resume: bool = False,
           log=print, progress: bool = True, stop_at: int | None = None, vocab_only: bool = False) -> dict:
@@ -168,6 +190,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
         check_task(t, "--tasks")
     if cfg.data.cmvn_scope not in CMVN_SCOPES:
         raise PolyspeechError(f"data.cmvn_scope must be one of {', '.join(CMVN_SCOPES)}, got {cfg.data.cmvn_scope!r} (fix the config)")
+    check_augment(cfg.spec_augment, cfg.label_smoothing, cfg.class_crop_seconds)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
@@ -200,7 +223,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                             cb_size, cfg.data.speech_codebooks if need_tokens else 0)
         # Resume/skip: the one rule of all trainers (training.check_resume); the vocabulary is checked first.
         ckpts = list_checkpoints(exp_dir)
-        key = run_key(cfg, train_cuts)
+        key = lm_run_key(cfg, train_cuts)
         state = load_checkpoint(ckpts[-1], vocab.fingerprint) if resume and ckpts else None
         decision = check_resume(exp_dir, key, resume, ckpts[-1] if ckpts else None)
         if decision == "skip" and not vocab_only:
@@ -256,6 +279,11 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     if cfg.data.cmvn and cfg.data.cmvn_scope == "global" and feat_dim > 0:
         model.feat_stats.copy_(feature_stats(next(tc for t, tc in task_cuts.items() if t != "tts")))
     datasets = {t: TaskDataset(t, vocab, cfg.data, model.feat_stats.cpu()) for t in cfg.tasks}  # batches are built on the CPU
+    crop_frames = 0
+    if cfg.class_crop_seconds > 0 and feat_dim > 0:
+        frame_shift = next(iter(next(tc for t, tc in task_cuts.items() if t != "tts"))).frame_shift
+        crop_frames = max(1, round(cfg.class_crop_seconds / frame_shift))
+    augmenting = cfg.spec_augment.enabled or cfg.label_smoothing > 0 or crop_frames > 0
     task_rng = random.Random(cfg.seed)
     step, hours_seen = 0, 0.0
     task_steps = dict.fromkeys(cfg.tasks, 0)  # optimiser steps per task (x of the comparison curves)
@@ -351,7 +379,10 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
             task = task_rng.choices(list(probs), weights=list(probs.values()))[0]
             stats: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
-                batch = to_device(datasets[task][next(streams[task])], device)
+                batch = datasets[task][next(streams[task])]
+                if augmenting:  # training batches only (validate() and evaluate() build their own)
+                    batch = augment_batch(batch, cfg.spec_augment, cfg.label_smoothing, crop_frames, batch_generator(cfg.seed + 7919 * rank, step, micro))
+                batch = to_device(batch, device)
                 hours_seen += batch["duration"] / 3600 * world
                 sync = nullcontext() if (not distributed or micro == cfg.grad_accum - 1) else net.no_sync()
                 with sync:

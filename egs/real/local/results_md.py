@@ -146,6 +146,8 @@ def main() -> None:
     p.add_argument("--mini-exp", default="")
     p.add_argument("--notes", type=Path)
     p.add_argument("--header", type=Path, help="markdown put after the environment (what the recipe ran)")
+    p.add_argument("--section", type=Path, action="append", default=[],
+                   help="a markdown file put before the notes as its own section (e.g. stage 8's peer table); repeatable")
     a = p.parse_args()
     sources = a.sources.split()
     out_dir = a.out.resolve().parent
@@ -192,6 +194,9 @@ def main() -> None:
         if table:
             doc.append(f"## egs/mini's multitask model on each test set\n\n`polyspeech evaluate --exp-dir {a.mini_exp or '…'}` "
                        "on each source's test cuts (stage 7): a model trained only on generated eSpeak NG speech.\n\n" + table)
+    for extra in a.section:
+        if extra.is_file():
+            doc.append(extra.read_text(encoding="utf-8").rstrip() + "\n")
     if a.notes and a.notes.is_file():
         doc.append(a.notes.read_text(encoding="utf-8").rstrip() + "\n")
     text = "\n".join(doc)
