@@ -146,6 +146,12 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     return out
 
 
+def decoding_order(cuts: list, task: str) -> list:
+    """Cuts sorted by input length (text for TTS): similar lengths in one batch mean less padding,
+    and a batch finishes when its longest row does."""
+    return sorted(cuts, key=lambda c: c.duration if task != "tts" else len(supervision(c).text))
+
+
 def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, prompts: dict, fixed_prompt, progress: bool) -> list[dict]:
     import soundfile as sf
 
@@ -154,8 +160,7 @@ def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, pro
 
     rows: list[dict] = []
     gen = torch.Generator().manual_seed(opts.tts.seed)
-    # Similar lengths in one batch: less padding, and a batch finishes when its longest row does.
-    order = sorted(cuts, key=lambda c: c.duration if opts.task != "tts" else len(supervision(c).text))
+    order = decoding_order(cuts, opts.task)
     bar = make_progress()
     bar.disable = not progress
     with bar:
