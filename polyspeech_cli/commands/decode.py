@@ -64,7 +64,7 @@ def decode(
 
 @cli_command
 def transcribe(
-    audio: list[Path] = typer.Argument(..., help="Audio files (WAV/FLAC, any sample rate)."),
+    audio: list[Path] = typer.Argument(..., help="Audio files (WAV, FLAC or MP3; any sample rate)."),
     model: Path = typer.Option(..., "--model", "-m", help="LM exp dir."),
     beam_size: int = typer.Option(1, help="ASR beam size (1 = greedy)."),
     length_penalty: float = typer.Option(0.0, help="ASR beam length penalty."),

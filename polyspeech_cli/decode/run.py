@@ -235,7 +235,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     from polyspeech_cli.audio import read_audio as read
 
     path = Path(path)
-    wave, sr = read(path, "audio file", "pass an existing WAV/FLAC file")
+    wave, sr = read(path, "audio file", "pass an existing WAV, FLAC or MP3 file")
     if wave.shape[0] < 0.1 * sr:
         raise PolyspeechError(f"{path}: only {wave.shape[0] / sr:.2f} s of audio (too short to transcribe)")
     return wave, sr
