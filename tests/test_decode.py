@@ -452,6 +452,9 @@ def test_decode_bad_input(system, run_cli, tmp_path):
     assert r.exit_code == 1 and "silent" in r.output and not (exp / "decode_tts_badprompt").exists()
     r = run_cli("decode", "--task", "xyz", "--exp-dir", exp, "--cuts", cuts)
     assert r.exit_code == 1 and "xyz" in r.output
+    if not torch.cuda.is_available():  # a GPU asked for where there is none: one clear line, nothing written
+        r = run_cli("decode", "--task", "asr", "--exp-dir", exp, "--cuts", cuts, "--set-name", "gpu", "--device", "cuda")
+        assert r.exit_code == 1 and "no CUDA GPU" in r.output and not (exp / "decode_asr_gpu").exists()
     r = run_cli("transcribe", tmp_path / "text.wav", "--model", exp)
     assert r.exit_code == 1 and "not a readable audio" in r.output
 

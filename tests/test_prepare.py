@@ -266,7 +266,7 @@ def test_failure_midway_leaves_no_partial_manifest(tmp_path, monkeypatch):
 
 
 def test_shared_sets_prepare(tmp_path, run_cli, shared_dir):
-    """Every set in ../shared/data prepares (FSDD is 8 kHz and LJSpeech 22.05 kHz with mp3/flac/wav)."""
+    """Every set in ../shared/data prepares (FSDD is 8 kHz, LJSpeech 22.05 kHz WAV; MP3 has its own test above)."""
     data = tmp_path / "data"
     for tsv_dir in sorted(p for p in (shared_dir / "data").iterdir() if (p / "manifest.tsv").is_file()):
         result = run_cli("prepare", "tsv", tsv_dir, "-d", data)
