@@ -64,6 +64,22 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[resolve_precision(precision, device)]
 
 
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+          decay_vectors: bool = False) -> torch.optim.AdamW:
+    """AdamW over `model`'s parameters, weight decay on its matrices only (biases and norm gains
+    are not shrunk) unless `decay_vectors`. Fused (one kernel over all tensors) on CPU and CUDA:
+    on one CPU thread its step is several times faster than the per-tensor loop (`bench train`
+    reports both), which was ~5% of an LM training step."""
+    params = list(model.parameters())
+    if decay_vectors:
+        groups = [{"params": params, "weight_decay": weight_decay}]
+    else:
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
 def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, grad_clip: float) -> None:
     """Unscale, clip the gradient norm to `grad_clip`, step (skipped by the scaler on fp16 overflow), zero the gradients."""
     scaler.unscale_(opt)
