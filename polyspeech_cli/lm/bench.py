@@ -140,7 +140,7 @@ def run_variant(cfg: TrainConfig, train_cuts: Path, variant: Variant, steps: int
     task_cuts, vocab, feat_dim, probs = _setup(cfg, train_cuts)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, vocab, feat_dim).to(device).train()
-    opt = adamw(model, cfg.lr, cfg.weight_decay)  # as `train lm` builds it
+    opt = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.98), no_decay_names=("embed",))  # as `train lm` builds it
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     streams = {t: TaskStream(task_cuts[t], cfg.max_duration, cfg.num_buckets, cfg.seed + i) for i, t in enumerate(cfg.tasks)}
     datasets = {t: TaskDataset(t, vocab, cfg.data, model.feat_stats.cpu()) for t in cfg.tasks}
