@@ -25,7 +25,7 @@ from polyspeech_cli.errors import PolyspeechError
 if TYPE_CHECKING:
     from lhotse.cut import Cut
 
-READ_FIX = "pass a WAV/FLAC recording (re-encode it, e.g. `sox in.mp3 -r 16000 -b 16 out.flac`)"
+READ_FIX = "pass a WAV, FLAC or MP3 recording (re-encode others, e.g. `ffmpeg -i in.m4a -ar 16000 out.flac`)"
 
 
 def error_reason(e: Exception) -> str:

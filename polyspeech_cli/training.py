@@ -64,6 +64,25 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[resolve_precision(precision, device)]
 
 
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+          decay_vectors: bool = False, no_decay_names: tuple[str, ...] = ()) -> torch.optim.AdamW:
+    """AdamW over `model`'s parameters, weight decay on its matrices only (biases and norm gains
+    are not shrunk) unless `decay_vectors`, and never on parameters whose name contains one of
+    `no_decay_names` (e.g. embeddings). Fused (one kernel over all tensors) on CPU and CUDA: on one
+    CPU thread its step is several times faster than the per-tensor loop (`bench train` reports
+    both), which was ~5% of an LM training step."""
+    named = list(model.named_parameters())
+
+    def decayed(name: str, p: torch.nn.Parameter) -> bool:
+        return (decay_vectors or p.ndim >= 2) and not any(k in name for k in no_decay_names)
+
+    groups = [{"params": [p for n, p in named if decayed(n, p)], "weight_decay": weight_decay},
+              {"params": [p for n, p in named if not decayed(n, p)], "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for _, p in named)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
 def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, grad_clip: float) -> None:
     """Unscale, clip the gradient norm to `grad_clip`, step (skipped by the scaler on fp16 overflow), zero the gradients."""
     scaler.unscale_(opt)

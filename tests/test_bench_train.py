@@ -63,6 +63,7 @@ def test_variant_report(cuts_path, tmp_path):
     assert sum(t["steps"] for t in r["tasks"].values()) == 4
     table = markdown({"variants": [r]})
     assert "fp32, 1 thread" in table and "MFU" in table
+    assert r["adamw_ms"]["fused"] > 0 and r["adamw_ms"]["per_tensor"] > 0 and "AdamW step" in table
     json.dumps(r)  # the report is plain JSON
 
 

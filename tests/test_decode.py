@@ -24,6 +24,7 @@ from polyspeech_cli.decode.recognize import classify_items
 from polyspeech_cli.lm.tasks import output_range
 from polyspeech_cli.decode.search import (
     SamplingConfig,
+    sample,
     beam_search,
     filter_logits,
     greedy,
@@ -203,6 +204,24 @@ def test_beam_search_is_exact_with_a_wide_beam_on_a_toy_lm():
         toy = lambda seed=seed: ToySession(1, seed)
         assert beam_search(toy(), [4], 1, 5, 0, beam=300)[0] == best
         assert greedy(toy(), [4], 1, 5, 0) == beam_search(toy(), [4], 1, 5, 0, beam=1)
+
+
+def test_sampling_keeps_each_position_in_its_range_and_each_row_to_its_min_length():
+    """Codebook-by-codebook ranges (even positions 1-2, odd 3-4), eos only after whole frames and
+    only once a row has its own min_new tokens: what TTS relies on."""
+    def allowed(t: int) -> tuple[int, int, bool]:
+        return (1, 3, True) if t % 2 == 0 else (3, 5, False)
+
+    lengths = set()
+    for seed in range(40):
+        toy = ToySession(2, seed)
+        toy.table[:, :, 0] += 3  # eos likely wherever allowed
+        out = sample(toy, [0, 4], [7, 7], allowed, 0, SamplingConfig(), torch.Generator().manual_seed(seed))
+        for row, floor in zip(out, (0, 4)):
+            assert all(tok in ((1, 2) if t % 2 == 0 else (3, 4)) for t, tok in enumerate(row))
+            assert len(row) >= floor and (len(row) % 2 == 0 or len(row) == 7)
+            lengths.add(len(row))
+    assert 0 in lengths and 4 in lengths  # eos was taken as early as each row allows
 
 
 def test_cached_equals_recompute(system, random_lm):
@@ -433,6 +452,9 @@ def test_decode_bad_input(system, run_cli, tmp_path):
     assert r.exit_code == 1 and "silent" in r.output and not (exp / "decode_tts_badprompt").exists()
     r = run_cli("decode", "--task", "xyz", "--exp-dir", exp, "--cuts", cuts)
     assert r.exit_code == 1 and "xyz" in r.output
+    if not torch.cuda.is_available():  # a GPU asked for where there is none: one clear line, nothing written
+        r = run_cli("decode", "--task", "asr", "--exp-dir", exp, "--cuts", cuts, "--set-name", "gpu", "--device", "cuda")
+        assert r.exit_code == 1 and "no CUDA GPU" in r.output and not (exp / "decode_asr_gpu").exists()
     r = run_cli("transcribe", tmp_path / "text.wav", "--model", exp)
     assert r.exit_code == 1 and "not a readable audio" in r.output
 
@@ -481,3 +503,48 @@ def test_oracle_tokens_resynthesize_each_cuts_own_tokens(system, run_cli):
         assert abs(rows[cut.id]["duration"] - frames * 0.02) < 0.03
     r = run_cli("decode", "--task", "asr", "--oracle-tokens", "--exp-dir", exp, "--cuts", cuts)
     assert r.exit_code == 1 and "--task tts" in r.output
+
+
+@pytest.mark.parametrize("prefix_lm", [False, True])
+def test_lean_decoder_matches_the_transformers_forward(prefix_lm):
+    """KV-cached logits of `kv_cache.LeanDecoder` = the transformers forward over the whole sequence:
+    grouped-query attention, right-padded rows, fractional positions, a cache that has to grow."""
+    from polyspeech_cli.decode.kv_cache import LeanDecoder
+    from polyspeech_cli.lm.model import ModelConfig, PolySpeechLM
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=96, prefix_lm=prefix_lm)
+    m = PolySpeechLM(cfg, vocab_size=40, feat_dim=0, n_text=0, text_offset=2).eval()
+    lens = torch.tensor([7, 4])
+    mask = (torch.arange(7)[None] < lens[:, None]).long()
+    x = torch.randn(2, 7, 64)
+    pos = torch.arange(7.0)[None].repeat(2, 1) * 0.7
+    spans = [(0, 5), (0, 3)]
+    steps = torch.randint(3, 40, (2, 6))
+    lean = LeanDecoder(m.llm)
+    with torch.no_grad():
+        logits, cache = lean.prefill(x, mask, m.attention_mask(mask, spans), pos, reserve=2)
+        got = [logits] + [lean.step(steps[:, j], pos[torch.arange(2), lens - 1][:, None] + 1 + j, cache) for j in range(6)]
+        # Reference: the padded prefix + the generated tokens, recomputed in one transformers call.
+        full_x = torch.cat([x, m.llm.get_input_embeddings()(steps)], 1)
+        full_mask = torch.cat([mask, torch.ones(2, 6, dtype=torch.long)], 1)
+        full_pos = torch.cat([pos, pos[torch.arange(2), lens - 1][:, None] + 1 + torch.arange(6.0)], 1)
+        ref = m.llm(inputs_embeds=full_x, attention_mask=m.attention_mask(full_mask, spans), position_ids=full_pos).logits
+    assert cache.capacity >= 13 and cache.length == 13
+    torch.testing.assert_close(got[0], ref[torch.arange(2), lens - 1], atol=1e-5, rtol=1e-4)
+    for j in range(6):
+        torch.testing.assert_close(got[j + 1], ref[:, 7 + j], atol=1e-5, rtol=1e-4)
+    # Beam search reorders rows: the cache follows.
+    cache.select(torch.tensor([1, 1]))
+    assert torch.equal(cache.k[0][0], cache.k[0][1]) and torch.equal(cache.valid[0], cache.valid[1])
+
+
+def test_lean_decoder_refuses_a_llama_variant_it_does_not_implement():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from polyspeech_cli.decode.kv_cache import LeanDecoder
+
+    llm = LlamaForCausalLM(LlamaConfig(vocab_size=10, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, attention_bias=True))
+    with pytest.raises(ValueError, match="attention_bias"):
+        LeanDecoder(llm)

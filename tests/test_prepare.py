@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import HEADER, make_tsv_corpus, tone
@@ -68,6 +69,36 @@ def test_resampling_and_rerun_does_nothing(tmp_path, run_cli):
     assert any("number zero" in c.supervisions[0].text for c in CutSet.from_file(data / "c8k_cuts_train.jsonl.gz"))
     assert "nothing to do" in run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0", "--sample-rate", "0").output
     assert "nothing to do" not in run_cli("prepare", "tsv", corpus, "-d", data, "--split-ratios", "1,0,0", "--sample-rate", "0", "--force").output
+
+
+def test_mp3_flac_and_wav_at_8_16_and_22k_take_one_path(tmp_path, run_cli):
+    """MP3 (22.05 kHz), WAV (8 kHz) and FLAC (16 kHz) in one folder: prepared at 16 kHz and turned
+    into fbank by the same reader and resampler, each file's audio read back intact."""
+    if "MP3" not in sf.available_formats():
+        pytest.skip(f"this libsndfile ({sf.__libsndfile_version__}) has no MP3 support")
+    root = tmp_path / "mixed"
+    (root / "audio").mkdir(parents=True)
+    files = {"u_mp3": ("mp3", 22050, 300.0), "u_wav": ("wav", 8000, 250.0), "u_flac": ("flac", 16000, 200.0)}
+    lines = [HEADER]
+    for utt, (ext, sr, freq) in files.items():
+        sf.write(root / "audio" / f"{utt}.{ext}", tone(1.5, sr, freq), sr)
+        lines.append(f"{utt}\taudio/{utt}.{ext}\tspk\tF\ten\t1.50\thello there\n")
+    (root / "manifest.tsv").write_text("".join(lines), encoding="utf-8")
+    data = tmp_path / "data"
+    r = run_cli("prepare", "tsv", root, "-d", data, "--split-ratios", "1,0,0", "--sample-rate", "16000")
+    assert r.exit_code == 0, r.output
+    cuts = CutSet.from_file(data / "mixed_cuts_train.jsonl.gz")
+    r = run_cli("extract-tokens", "--type", "fbank", data / "mixed_cuts_train.jsonl.gz", "--out-dir", data / "fbank")
+    assert r.exit_code == 0, r.output
+    feats = {c.id: c.load_features() for c in CutSet.from_file(data / "fbank" / "mixed_cuts_train.jsonl.gz")}
+    for c in cuts:
+        ext, _, freq = files[c.id]
+        audio = c.load_audio()[0]
+        assert c.sampling_rate == 16000 and abs(len(audio) / 16000 - 1.5) < 0.1, (ext, len(audio))
+        # The tone survives decoding and resampling: its frequency is the spectrum's peak.
+        peak = np.argmax(np.abs(np.fft.rfft(audio))) * 16000 / len(audio)
+        assert abs(peak - freq) < 5, (ext, peak)
+        assert feats[c.id].shape[1] == 80 and abs(feats[c.id].shape[0] - 150) <= 10 and np.isfinite(feats[c.id]).all()
 
 
 def test_speaker_disjoint_split_keeps_both_genders(tmp_path, run_cli):
@@ -235,7 +266,7 @@ def test_failure_midway_leaves_no_partial_manifest(tmp_path, monkeypatch):
 
 
 def test_shared_sets_prepare(tmp_path, run_cli, shared_dir):
-    """Every set in ../shared/data prepares (FSDD is 8 kHz and LJSpeech 22.05 kHz with mp3/flac/wav)."""
+    """Every set in ../shared/data prepares (FSDD is 8 kHz, LJSpeech 22.05 kHz WAV; MP3 has its own test above)."""
     data = tmp_path / "data"
     for tsv_dir in sorted(p for p in (shared_dir / "data").iterdir() if (p / "manifest.tsv").is_file()):
         result = run_cli("prepare", "tsv", tsv_dir, "-d", data)

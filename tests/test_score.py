@@ -63,6 +63,18 @@ def test_score_cli_writes_results_md_and_png(tmp_path, run_cli):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     scores = json.loads((tmp_path / "exp" / "scores.json").read_text())
     assert scores["decode_asr_test"]["cer"]["all"] == 0
+    # The same decodes again: nothing to do (RESULTS.md untouched); a re-decoded set is scored again.
+    before = (tmp_path / "exp" / "RESULTS.md").stat().st_mtime_ns
+    again = run_cli("score", asr, gid)
+    assert again.exit_code == 0 and "nothing to do" in again.output and "accuracy 50.0%" in again.output
+    assert (tmp_path / "exp" / "RESULTS.md").stat().st_mtime_ns == before
+    (gid / "results.jsonl").write_text(json.dumps({"id": "1", "task": "gid", "ref": "M", "hyp": "M"}) + "\n")
+    rescored = run_cli("score", asr, gid)
+    assert rescored.exit_code == 0 and "nothing to do" not in rescored.output and "accuracy 100.0%" in rescored.output
+    # Another report in the same folder gets its own JSON: scores.json stays RESULTS.md's.
+    assert run_cli("score", asr, "--out", tmp_path / "exp" / "asr_only.md").exit_code == 0
+    assert set(json.loads((tmp_path / "exp" / "asr_only_scores.json").read_text())) == {"decode_asr_test"}
+    assert set(json.loads((tmp_path / "exp" / "scores.json").read_text())) == {"decode_asr_test", "decode_gid_test"}
 
 
 def test_bad_decode_dirs(tmp_path, run_cli):

@@ -181,7 +181,7 @@ decode_lm() {
   local exp=$1 cuts_dir=$2 task_list=$3 set t; shift 3
   for set in "$@"; do
     for t in ${task_list//,/ }; do
-      local opts=(--task "$t" --exp-dir "$exp" --cuts "$(cuts_of "$cuts_dir" "$set")" --set-name "$set" --threads "$decode_threads")
+      local opts=(--task "$t" --exp-dir "$exp" --cuts "$(cuts_of "$cuts_dir" "$set")" --set-name "$set" --threads "$decode_threads" --device "$device")
       case $t in
         asr) opts+=(--beam-size "$beam_size" --ctc-weight "$ctc_weight") ;;
         tts) opts+=(--codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder") ;;
@@ -197,7 +197,7 @@ tts_intelligibility() {
   for set in "$@"; do
     extract_hubert "$exp/tts_hubert_$set" "$exp/decode_tts_$set/cuts.jsonl.gz"
     lane "$exp/decode_asr_tts_$set.log" polyspeech decode --task asr --exp-dir "$exp" --cuts "$exp/tts_hubert_$set/cuts.jsonl.gz" \
-      --set-name "tts_$set" --beam-size "$beam_size" --ctc-weight "$ctc_weight" --threads "$decode_threads"
+      --set-name "tts_$set" --beam-size "$beam_size" --ctc-weight "$ctc_weight" --threads "$decode_threads" --device "$device"
   done
   wait_lanes
 }
@@ -262,7 +262,7 @@ paper_stages() {
     train_paper_lm multi "$data_dir/sset" "$tasks"
   fi
   if stage_on 5; then
-    log "Stage 5: decode $test_sets ($tasks; on the CPU, $nj at a time)$(has_task tts && echo '; the TTS audio transcribed by the same LM')"
+    log "Stage 5: decode $test_sets ($tasks; the LM on $device, $nj at a time)$(has_task tts && echo '; the TTS audio transcribed by the same LM')"
     decode_lm "$exp_dir/lm_multi" "$data_dir/sset" "$tasks" $test_sets
     if has_task tts; then tts_intelligibility "$exp_dir/lm_multi" $test_sets; fi
   fi

@@ -26,6 +26,7 @@ from polyspeech_cli.config import save_config
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.training import (
     CsvLog,
+    adamw,
     autocast_dtype,
     check_resume,
     list_checkpoints,
@@ -110,7 +111,7 @@ def train_codec(
 
     torch.manual_seed(cfg.seed)
     model = SSETCodec(train.dim, cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(model, cfg.lr, cfg.weight_decay, decay_vectors=True)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0

@@ -47,6 +47,7 @@ def decode(
                                        "(the back end's upper bound; use another --set-name)."),
     overwrite: bool = typer.Option(False, help="Redo a finished decode with other settings."),
     threads: int = typer.Option(1, help="torch CPU threads (0 = torch's default)."),
+    device: str = typer.Option("cpu", help="Where the LM runs: cpu, cuda, cuda:N, or auto (a visible GPU, else the CPU)."),
 ) -> None:
     """Decode a cut set with a trained LM: ASR, LID, GID or TTS -> EXP/decode_<task>_<set>/."""
     from polyspeech_cli.decode.run import DecodeOptions
@@ -59,12 +60,12 @@ def decode(
                          tts=TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed),
                          prompt=str(prompt) if prompt else None, codec=str(codec) if codec else None,
                          vocoder=str(vocoder) if vocoder else None, oracle_tokens=oracle_tokens)
-    run(exp_dir, cuts, opts, overwrite=overwrite, log=console.print)
+    run(exp_dir, cuts, opts, overwrite=overwrite, log=console.print, device=device)
 
 
 @cli_command
 def transcribe(
-    audio: list[Path] = typer.Argument(..., help="Audio files (WAV/FLAC, any sample rate)."),
+    audio: list[Path] = typer.Argument(..., help="Audio files (WAV, FLAC or MP3; any sample rate)."),
     model: Path = typer.Option(..., "--model", "-m", help="LM exp dir."),
     beam_size: int = typer.Option(1, help="ASR beam size (1 = greedy)."),
     length_penalty: float = typer.Option(0.0, help="ASR beam length penalty."),

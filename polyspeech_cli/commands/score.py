@@ -17,7 +17,7 @@ def score(
     from polyspeech_cli.score.report import score_dirs
 
     out = out or Path(decode_dirs[0]).resolve().parent / "RESULTS.md"
-    scores = score_dirs(decode_dirs, out)
+    scores = score_dirs(decode_dirs, out, log=console.print)
     for name, s in scores.items():
         if s["task"] == "asr":
             console.print(f"{name}: CER {100 * s['cer']['all']:.1f}%  WER {100 * s['wer']['all']:.1f}%")

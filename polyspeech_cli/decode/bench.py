@@ -34,6 +34,29 @@ def untrained_lm(config: Path) -> lm_io.LoadedLM:
     return lm_io.LoadedLM(model, vocab, cfg, Path(tempfile.gettempdir()), Path(config), 80)
 
 
+class TransformersCachedSession(lm_io.Session):
+    """The cached path before `kv_cache.LeanDecoder`: transformers' own forward with its
+    `DynamicCache`, one call per token. Kept here only as the benchmark's "before" row."""
+
+    @torch.no_grad()
+    def prefill(self) -> torch.Tensor:
+        m = self.m
+        x, self.mask, spans, pos = m.embed(self.batch)
+        lens = self.mask.sum(1)
+        self.next_pos = (pos[torch.arange(x.shape[0]), lens - 1] + 1)[:, None]
+        out = m.llm(inputs_embeds=x, attention_mask=m.attention_mask(self.mask, spans), position_ids=pos, use_cache=True)
+        self.cache = out.past_key_values
+        return out.logits[torch.arange(x.shape[0]), lens - 1].float().cpu()
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        pos, self.next_pos = self.next_pos, self.next_pos + 1
+        out = self.m.llm(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=pos, past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        return out.logits[:, -1].float().cpu()
+
+
 def _time(fn, repeat: int = 1) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -53,7 +76,9 @@ def tts_rtf(lm: lm_io.LoadedLM, cuts_path: Path, codec: Path | None, vocoder: Pa
     from polyspeech_cli.audio import cut_audio
 
     cuts = CutSet.from_file(cuts_path).to_eager()
-    sel = [c for c in cuts if c.supervisions and c.supervisions[0].text][:max_cuts]
+    from polyspeech_cli.decode.run import decoding_order
+
+    sel = decoding_order([c for c in cuts if c.supervisions and c.supervisions[0].text][:max_cuts], "tts")  # batched as `decode` does
     if not sel:
         raise PolyspeechError(f"{cuts_path}: no cut with text to benchmark TTS on")
     backend = SpeechBackend(lm, find_codec(codec, lm.exp_dir, cuts), find_vocoder(vocoder, lm.exp_dir))
@@ -80,19 +105,22 @@ def bench(exp_dir: Path | None, cuts: Path | None, config: Path, tokens: int, ma
     # 1. A fixed-length output: eos is barred until `tokens` tokens, whatever the weights.
     one = [{"feats": rng.standard_normal((300, 80)).astype(np.float32)}]
 
-    def run(use_cache: bool) -> list[list[int]]:
-        return greedy(lm_io.Session(lm, lm_io.build_batch(lm, "asr", one), use_cache), [tokens], lo, hi, lm.vocab.eos, min_new=tokens)
+    def run(use_cache: bool, session=lm_io.Session) -> list[list[int]]:
+        return greedy(session(lm, lm_io.build_batch(lm, "asr", one), use_cache), [tokens], lo, hi, lm.vocab.eos, min_new=tokens)
 
     cached = _time(lambda: run(True), 2)
+    hf_cached = _time(lambda: run(True, TransformersCachedSession), 2)
     recompute = _time(lambda: run(False), 1)
-    same = run(True) == run(False)
+    same = run(True) == run(False) == run(True, TransformersCachedSession)
 
     # 2. ASR RTF, batched greedy.
     items, seconds = [], 0.0
     if cuts:
         from lhotse import CutSet
 
-        for c in list(CutSet.from_file(cuts))[:max_cuts]:
+        from polyspeech_cli.decode.run import decoding_order
+
+        for c in decoding_order(list(CutSet.from_file(cuts))[:max_cuts], "asr"):  # batched as `decode` does
             if c.supervisions and c.supervisions[0].text:
                 items.append(lm_io.cut_item(lm, "asr", c))
                 seconds += c.duration
@@ -112,12 +140,13 @@ def bench(exp_dir: Path | None, cuts: Path | None, config: Path, tokens: int, ma
     result = {
         "params_m": lm.model.num_params() / 1e6, "trained": exp_dir is not None, "tokens": tokens,
         "cached_s": cached, "recompute_s": recompute, "speedup": recompute / cached, "cached_equals_recompute": same,
-        "cached_ms_per_token": 1000 * cached / tokens,
+        "cached_ms_per_token": 1000 * cached / tokens, "transformers_cached_s": hf_cached, "transformers_speedup": recompute / hf_cached,
         "asr_utts": len(items), "asr_audio_s": seconds, "asr_decode_s": asr_s, "asr_rtf": asr_s / seconds, "batch_size": batch_size,
     }
     console.print(f"LM {result['params_m']:.2f} M params ({'trained: ' + str(exp_dir) if exp_dir else 'untrained, ' + str(config)}), 1 CPU thread")
     console.print(f"{tokens}-token output: KV cache {cached:.2f} s ({result['cached_ms_per_token']:.1f} ms/token), "
                   f"recompute {recompute:.2f} s -> {result['speedup']:.1f}x faster (target >= 5x); identical tokens: {same}")
+    console.print(f"  before (transformers' DynamicCache, one forward call per token): {hf_cached:.2f} s -> {result['transformers_speedup']:.1f}x")
     console.print(f"ASR greedy, batch {batch_size}: {len(items)} utts, {seconds:.1f} s of audio in {asr_s:.2f} s -> RTF {result['asr_rtf']:.4f} (target <= 0.03)")
     if exp_dir is not None and cuts is not None and "tts" in lm.tasks:
         result |= tts_rtf(lm, cuts, codec, vocoder, max_cuts, batch_size)

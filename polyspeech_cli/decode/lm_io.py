@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polyspeech_cli.decode.kv_cache import LeanDecoder
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.lm.data import normalize_features, to_device
 from polyspeech_cli.lm.tasks import TASKS, cut_input, make_batch, tts_input_ids
@@ -215,8 +216,9 @@ class Session:
 
     Rows are right-padded to a common prefix length; generated tokens follow the padding, with
     the padding masked out and explicit (possibly fractional, aligned) RoPE positions, so each
-    row computes exactly what it would alone. `use_cache=False` recomputes the whole sequence at
-    every step (the reference the KV cache is checked and benchmarked against).
+    row computes exactly what it would alone. The cached path is `kv_cache.LeanDecoder`;
+    `use_cache=False` recomputes the whole sequence with the transformers forward at every step
+    (the reference the cache is checked and benchmarked against).
     """
 
     def __init__(self, lm: LoadedLM, batch: dict, use_cache: bool = True) -> None:
@@ -229,39 +231,38 @@ class Session:
         """Logits (N, V) for the first output token."""
         m = self.m
         x, mask, spans, pos = m.embed(self.batch)
-        self.lens = mask.sum(1)
+        lens = mask.sum(1)
         rows = torch.arange(x.shape[0], device=self.device)
-        self.next_pos = (pos[rows, self.lens - 1] + 1)[:, None]
-        self.mask, self.spans = mask, spans
-        out = m.llm(inputs_embeds=x, attention_mask=m.attention_mask(mask, spans), position_ids=pos, use_cache=self.use_cache)
+        self.next_pos = (pos[rows, lens - 1] + 1)[:, None]
+        attention = m.attention_mask(mask, spans)
         if self.use_cache:
-            self.cache = out.past_key_values
-        else:
-            self.x, self.pos = x, pos
-        return out.logits[rows, self.lens - 1].float().cpu()
+            self.decoder = LeanDecoder(m.llm)
+            logits, self.cache = self.decoder.prefill(x, mask, attention, pos)
+            return logits.float().cpu()
+        self.x, self.pos, self.mask, self.spans = x, pos, mask, spans
+        out = m.llm(inputs_embeds=x, attention_mask=attention, position_ids=pos, use_cache=False)
+        return out.logits[rows, lens - 1].float().cpu()
 
     def select(self, idx: torch.Tensor) -> None:
         """Keep/duplicate/reorder rows (beam search): row i becomes old row idx[i]."""
         idx = idx.to(self.device)
-        self.mask, self.next_pos = self.mask[idx], self.next_pos[idx]
-        self.spans = [self.spans[int(i)] for i in idx]
+        self.next_pos = self.next_pos[idx]
         if self.use_cache:
-            self.cache.reorder_cache(idx)
+            self.cache.select(idx)
         else:
-            self.x, self.pos = self.x[idx], self.pos[idx]
+            self.x, self.pos, self.mask = self.x[idx], self.pos[idx], self.mask[idx]
+            self.spans = [self.spans[int(i)] for i in idx]
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one token per row (N,); logits (N, V) for the next one."""
         m = self.m
         tokens = tokens.to(self.device)
-        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
         pos = self.next_pos
         self.next_pos = self.next_pos + 1
         if self.use_cache:
-            out = m.llm(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=pos, past_key_values=self.cache, use_cache=True)
-            self.cache = out.past_key_values
-            return out.logits[:, -1].float().cpu()
+            return self.decoder.step(tokens, pos, self.cache).float().cpu()
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
         self.x = torch.cat([self.x, m.llm.get_input_embeddings()(tokens[:, None])], dim=1)
         self.pos = torch.cat([self.pos, pos], dim=1)
         out = m.llm(inputs_embeds=self.x, attention_mask=m.attention_mask(self.mask, self.spans), position_ids=self.pos, use_cache=False)

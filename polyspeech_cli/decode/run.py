@@ -76,9 +76,14 @@ def pick_prompts(cuts: list, targets: list) -> dict[str, object]:
 
 
 def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool = False, log=print, progress: bool = True,
-           out_root: Path | None = None) -> Path:
-    """Run the decode stage; returns the decode dir, `<out_root>/decode_<task>_<set>` (default: in the exp dir)."""
+           out_root: Path | None = None, device: str = "cpu") -> Path:
+    """Run the decode stage; returns the decode dir, `<out_root>/decode_<task>_<set>` (default: in the exp dir).
+
+    `device` runs the LM there (`auto`: this process's GPU when one is visible); the TTS back end
+    stays on the CPU. Not part of the stamp: a device changes speed, not what is decoded."""
     from lhotse import CutSet
+
+    from polyspeech_cli.training import pick_device
 
     check_task(opts.task)
     if opts.batch_size < 1 or opts.beam_size < 1:
@@ -90,6 +95,7 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     exp_dir = Path(exp_dir)
     cuts_path = require_file(Path(cuts_path), "cuts manifest", "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts")
     lm = lm_io.load_lm(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
+    lm.model.to(pick_device(device))
     lm_io.require_task(lm, opts.task)
     out = Path(out_root or exp_dir) / f"decode_{opts.task}_{opts.set_name}"
     # The stamp: options + the checkpoint and cuts files; any change re-decodes (and says what changed).
@@ -146,6 +152,12 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     return out
 
 
+def decoding_order(cuts: list, task: str) -> list:
+    """Cuts sorted by input length (text for TTS): similar lengths in one batch mean less padding,
+    and a batch finishes when its longest row does."""
+    return sorted(cuts, key=lambda c: c.duration if task != "tts" else len(supervision(c).text))
+
+
 def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, prompts: dict, fixed_prompt, progress: bool) -> list[dict]:
     import soundfile as sf
 
@@ -154,8 +166,7 @@ def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, pro
 
     rows: list[dict] = []
     gen = torch.Generator().manual_seed(opts.tts.seed)
-    # Similar lengths in one batch: less padding, and a batch finishes when its longest row does.
-    order = sorted(cuts, key=lambda c: c.duration if opts.task != "tts" else len(supervision(c).text))
+    order = decoding_order(cuts, opts.task)
     bar = make_progress()
     bar.disable = not progress
     with bar:
@@ -230,7 +241,7 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     from polyspeech_cli.audio import read_audio as read
 
     path = Path(path)
-    wave, sr = read(path, "audio file", "pass an existing WAV/FLAC file")
+    wave, sr = read(path, "audio file", "pass an existing WAV, FLAC or MP3 file")
     if wave.shape[0] < 0.1 * sr:
         raise PolyspeechError(f"{path}: only {wave.shape[0] / sr:.2f} s of audio (too short to transcribe)")
     return wave, sr

@@ -145,13 +145,15 @@ def sample(session, min_new: list[int], max_new: list[int], allowed: Callable[[i
     n = logits.shape[0]
     out: list[list[int]] = [[] for _ in range(n)]
     done = torch.tensor([m <= 0 for m in max_new])
+    min_new_t = torch.tensor(min_new)
     for t in range(max(max_new, default=0)):
         lo, hi, eos_ok = allowed(t)
-        rows = []
-        for i in range(n):
-            eos_i = eos if eos_ok and t >= min_new[i] else None
-            rows.append(restrict(logits[i : i + 1], lo, hi, eos_i))
-        probs = filter_logits(torch.cat(rows), cfg).softmax(-1)
+        logits = restrict(logits, lo, hi, eos)
+        if eos_ok:  # eos only for the rows past their min_new
+            logits[:, eos] = logits[:, eos].masked_fill(min_new_t > t, NEG)
+        else:
+            logits[:, eos] = NEG
+        probs = filter_logits(logits, cfg).softmax(-1)
         tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
         if _append(tok, out, done, eos, max_new):
             break

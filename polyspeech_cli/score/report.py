@@ -62,11 +62,32 @@ def write_results(scores: dict[str, dict], out: Path, commands: list[str] | None
     for name, s in scores.items():
         lines += [f"## {name}", "", s["markdown"]]
     atomic_write_text(out, "\n".join(lines))
-    atomic_write_text(out.with_name("scores.json"), json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "markdown"} for k, v in scores.items()}, indent=1))
+    atomic_write_text(scores_path(out), json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "markdown"} for k, v in scores.items()}, indent=1))
 
 
-def score_dirs(decode_dirs: list[Path], out: Path, commands: list[str] | None = None) -> dict[str, dict]:
-    """Score every decode dir and write RESULTS.md (+ scores.json and a confusion PNG) at `out`."""
-    scores = score_decodes(decode_dirs)
+def scores_path(out: Path) -> Path:
+    """The JSON beside a results file: `scores.json` for RESULTS.md (what `compare` and the recipes
+    read), `<name>_scores.json` for any other name, so two reports in one folder never share one."""
+    out = Path(out)
+    return out.with_name("scores.json" if out.stem == "RESULTS" else f"{out.stem}_scores.json")
+
+
+def score_dirs(decode_dirs: list[Path], out: Path, commands: list[str] | None = None, log=print) -> dict[str, dict]:
+    """Score every decode dir and write RESULTS.md (+ scores.json and a confusion PNG) at `out`.
+
+    Skipped when the same decode dirs were scored into `out` and none of their results.jsonl has
+    changed since (a stamp beside `out`); the scores are then read back from the JSON."""
+    from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
+
+    out = Path(out)
+    dirs = [Path(d) for d in decode_dirs]
+    stamp = out.with_name(f".{out.stem}.score.json")
+    results = [d / "results.jsonl" for d in dirs]
+    key = stamp_key({"decode_dirs": [str(d.resolve()) for d in dirs]}, [r for r in results if r.is_file()])
+    if is_fresh(stamp, key) and len(key["inputs"]) == len(dirs):
+        log(f"{out} already scores these decodes: nothing to do")
+        return json.loads(scores_path(out).read_text(encoding="utf-8"))
+    scores = score_decodes(dirs)
     write_results(scores, out, commands)
+    write_stamp(stamp, key, [out, scores_path(out)])
     return scores

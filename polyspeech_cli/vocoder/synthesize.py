@@ -109,7 +109,7 @@ def check_prompt(wave: np.ndarray, sr: int, name: str = "prompt") -> np.ndarray:
 def load_prompt(path: Path | str) -> tuple[np.ndarray, int]:
     """Read and validate a prompt audio file → (mono float32 waveform, sample rate)."""
     path = Path(path)
-    wave, sr = read_audio(path, "speaker prompt", "pass an existing WAV/FLAC speech recording")
+    wave, sr = read_audio(path, "speaker prompt", "pass an existing WAV, FLAC or MP3 speech recording")
     return check_prompt(wave, sr, str(path)), sr
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from polyspeech_cli.config import save_config
 from polyspeech_cli.training import (
     CsvLog,
+    adamw,
     autocast_dtype,
     check_resume,
     list_checkpoints,
@@ -111,16 +112,15 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
     model = SpeechDecoder(data.feat_dim, cfg.mel.n_mels, cfg.decoder)
     model.set_mel_stats(*mel_stats(data))
     model.to(device)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     gen = disc = opt_g = opt_d = None
     if use_gan:
         gen, disc = Generator(cfg.mel.n_mels, cfg.hifigan).to(device), Discriminators(cfg.hifigan).to(device)
-        opt_g = torch.optim.AdamW(gen.parameters(), lr=cfg.hifigan.lr, betas=tuple(cfg.hifigan.betas))
-        opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.hifigan.lr, betas=tuple(cfg.hifigan.betas))
+        # torch's AdamW default weight decay (0.01) on every parameter, as HiFi-GAN trains
+        opt_g = adamw(gen, cfg.hifigan.lr, 0.01, tuple(cfg.hifigan.betas), decay_vectors=True)
+        opt_d = adamw(disc, cfg.hifigan.lr, 0.01, tuple(cfg.hifigan.betas), decay_vectors=True)
     step = gan_step = 0
     if decision == "continue":
         state = read_checkpoint(ckpts[-1])
