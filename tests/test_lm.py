@@ -19,7 +19,7 @@ from lhotse.features.io import NumpyFilesWriter  # noqa: E402
 
 from polyspeech_cli.config import load_config  # noqa: E402
 from polyspeech_cli.errors import PolyspeechError  # noqa: E402
-from polyspeech_cli.training import list_checkpoints  # noqa: E402
+from polyspeech_cli.training import checkpoint_step, list_checkpoints  # noqa: E402
 from polyspeech_cli.lm.data import TaskDataset  # noqa: E402
 from polyspeech_cli.lm.model import PolySpeechLM  # noqa: E402
 from polyspeech_cli.lm.checkpoint import build_model, load_model  # noqa: E402
@@ -407,6 +407,11 @@ def test_patience_stops_early_and_keeps_the_best_model(data, tmp_path):
     assert out["step"] == best_step + 2 * cfg.patience
     assert accs[-1][1] == max(during)  # the saved model is the best one
     assert "(best on dev)" in budget_table([exp])
+    # Decoding loads that best model, not the run's last checkpoint (newer than the best step).
+    from polyspeech_cli.lm.checkpoint import default_model
+
+    assert checkpoint_step(list_checkpoints(exp)[-1]) == out["step"] > best_step
+    assert default_model(exp) == exp / "model.safetensors"
     again = train(cfg, data, data, exp, resume=True, progress=False, log=lambda *a: None)
     assert again["step"] == out["step"] and again["metrics"] == {}  # finished: skipped
     with pytest.raises(PolyspeechError, match="single-task"):

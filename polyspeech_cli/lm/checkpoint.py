@@ -71,21 +71,29 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
     return out
 
 
-def save_model(exp_dir: Path, model: PolySpeechLM, step: int, vocab_fingerprint: str, feat_dim: int) -> Path:
-    """Write the final model `EXP/model.safetensors` (the config is EXP/config.yaml, the vocabulary EXP/vocab.json)."""
+def save_model(exp_dir: Path, model: PolySpeechLM, step: int, vocab_fingerprint: str, feat_dim: int,
+               trained_steps: int | None = None) -> Path:
+    """Write the final model `EXP/model.safetensors` (the config is EXP/config.yaml, the vocabulary
+    EXP/vocab.json): the weights of training step `step` (early stopping: the best dev step) at the
+    end of a run of `trained_steps` steps (default `step`), whose checkpoints it supersedes."""
     path = Path(exp_dir) / MODEL
-    save_model_file(path, model.state_dict(), {"kind": KIND, "step": step, "vocab_fingerprint": vocab_fingerprint, "feat_dim": feat_dim})
+    meta = {"kind": KIND, "step": step, "trained_steps": step if trained_steps is None else trained_steps,
+            "vocab_fingerprint": vocab_fingerprint, "feat_dim": feat_dim}
+    save_model_file(path, model.state_dict(), meta)
     return path
 
 
 def default_model(exp_dir: Path) -> Path | None:
-    """What decoding loads by default: `EXP/model.safetensors` unless a newer checkpoint exists
-    (a run continuing past it), else the newest checkpoint; None when there is neither."""
+    """What decoding loads by default: `EXP/model.safetensors` unless a checkpoint newer than the
+    run that wrote it exists (a run continuing past it), else the newest checkpoint; None when there
+    is neither. An early-stopped run's model.safetensors holds its best step, older than the run's
+    last checkpoint: it is compared by the steps the run trained, not by the step of its weights."""
     exp_dir = Path(exp_dir)
     ckpts = list_checkpoints(exp_dir)
     model = exp_dir / MODEL
     if model.is_file():
-        step = read_model_meta(model, KIND, "LM model", _FIX, _WRITER).get("step", 0)
+        meta = read_model_meta(model, KIND, "LM model", _FIX, _WRITER)
+        step = meta.get("trained_steps", meta.get("step", 0))
         if not ckpts or checkpoint_step(ckpts[-1]) <= int(step):
             return model
     return ckpts[-1] if ckpts else None

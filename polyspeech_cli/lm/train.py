@@ -27,6 +27,7 @@ from lhotse.dataset import SimpleCutSampler
 from polyspeech_cli.config import save_config, to_dict
 from polyspeech_cli.training import (
     CsvLog,
+    adamw,
     autocast_dtype,
     resolve_precision,
     check_resume,
@@ -269,10 +270,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     if cfg.model.aligned_positions:
         say("aligned positions, output tokens per input item: " + ", ".join(f"{t} {r:.3f}" for t, r in rates.items()))
     say(f"model: {model.num_params() / 1e6:.2f} M parameters, vocabulary {vocab.size} tokens ({len(vocab.text_units)} text units)")
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.98))
+    opt = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.98), no_decay_names=("embed",))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     streams = {t: TaskStream(task_cuts[t], cfg.max_duration, cfg.num_buckets, cfg.seed + i, world, rank) for i, t in enumerate(cfg.tasks)}
@@ -434,7 +432,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
             csv_log.write(step=step, split="dev", task=cfg.tasks[0], task_steps=best["step"], metric="best_step", value=best["step"])
             say(f"patience {cfg.patience}: trained {step} steps, keeping the best dev model (step {best['step']}, error {best['error']:.4f})")
     if is_main:
-        save_model(exp_dir, model, saved_step, vocab.fingerprint, feat_dim)
+        save_model(exp_dir, model, saved_step, vocab.fingerprint, feat_dim, trained_steps=step)
         mark_run(exp_dir, key, finished=finished, outputs=[exp_dir / MODEL], step=step)
         if cfg.average_last > 1:
             average_checkpoints(list_checkpoints(exp_dir)[-cfg.average_last :], exp_dir / "ckpt" / f"avg-{cfg.average_last}.pt")
