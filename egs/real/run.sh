@@ -20,7 +20,7 @@ lm_steps=""           # multitask LM steps (default: max_steps of $lm_conf x bud
 patience=3            # single-task LMs stop after this many dev evaluations without a new best (kept: the best)
 nj=2                  # jobs side by side (1 CPU thread each)
 synth_utts=60         # generated eSpeak NG utterances per language mixed in for LID only (text and gender removed); 0 = none
-speed_perturb=0.9,1.1 # speed-perturbed copies of the non-TTS transcribed train cuts (ASR/LID/GID only; chosen on dev); "" = none
+speed_perturb=""      # e.g. 0.9,1.1: speed-perturbed copies of the non-TTS transcribed train cuts (ASR/LID/GID only; worse on the union dev set at the default budget, see conf/lm_real.yaml)
 corpus_dir=corpus/synth   # where the generated utterances are written (when --synth-utts > 0)
 mini_exp=../mini/exp/lm_multi   # stage 7: egs/mini's multitask LM evaluated on each test set (skipped when absent)
 peer_minutes=8        # stage 8: the ESPnet peer's training budget (wall-clock minutes) ...

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Small Lhotse cut-manifest edits of the egs/real recipe; each writes OUT only when it is missing or
-older than its inputs (so a re-run leaves the file, and every stamp that names it, untouched).
+"""Small Lhotse cut-manifest edits of the egs/real recipe; each writes OUT only when its stamp
+(`polyspeech_cli.stamps`: the command, its options and the identity of every input, in the list's
+order) differs from the one OUT was made with, so a re-run leaves the file, and every stamp that
+names it, untouched, and another input list (e.g. without speed-perturbed copies) rewrites it.
 
     python3 local/cut_tools.py lid-only IN OUT        # keep `language` only: no text, no gender
     python3 local/cut_tools.py speed IN OUT --factors 0.9,1.1   # speed-perturbed copies (Lhotse)
@@ -19,8 +21,8 @@ import sys
 from pathlib import Path
 
 
-def fresh(out: Path, inputs: list[Path]) -> bool:
-    return out.is_file() and all(out.stat().st_mtime >= i.stat().st_mtime for i in inputs)
+def stamp_of(out: Path) -> Path:
+    return out.with_name(f".{out.name}.stamp.json")
 
 
 def write(cuts, out: Path) -> None:
@@ -48,7 +50,10 @@ def main() -> None:
     missing = [i for i in inputs if not i.is_file()]
     if missing:
         sys.exit(f"error: {missing[0]}: not found (run the earlier stages first)")
-    if fresh(a.out, inputs):
+    from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
+
+    key = stamp_key({"cmd": a.cmd, "factors": getattr(a, "factors", None)}, inputs)
+    if is_fresh(stamp_of(a.out), key):
         print(f"{a.out}: up to date")
         return
     from lhotse import CutSet
@@ -73,6 +78,7 @@ def main() -> None:
                 all_cuts.append(c)
         cuts = CutSet.from_cuts(all_cuts)
     write(cuts, a.out)
+    write_stamp(stamp_of(a.out), key, [a.out])
     print(f"{a.out}: {len(cuts)} cuts")
 
 
