@@ -137,6 +137,14 @@ def test_duration_follows_input_frames(trained):
     # a prompt at another sample rate is resampled, not rejected
     prompt_8k = voice(110, 0.55, 1.5, seed=3)[::2]
     assert features_to_wave(np.zeros((20, 80)), prompt_8k, 8000, trained["exp"]).shape == (20 * 160,)
+    # A shared prompt's speaker embedding is computed once per name (decode's batches share prompts).
+    from polyspeech_cli.vocoder.synthesize import load_vocoder
+
+    speakers: dict = {}
+    for t in (20, 30):
+        assert features_to_wave(np.zeros((t, 80)), prompt, SR, trained["exp"], "spk A", speakers=speakers).shape == (t * 160,)
+    assert list(speakers) == ["spk A"]
+    torch.testing.assert_close(speakers["spk A"], load_vocoder(trained["exp"]).speaker_embedding(prompt, SR))
 
 
 def test_resume_equals_uninterrupted(tmp_path, trained, run_cli):

@@ -82,7 +82,8 @@ def tts_rtf(lm: lm_io.LoadedLM, cuts_path: Path, codec: Path | None, vocoder: Pa
     if not sel:
         raise PolyspeechError(f"{cuts_path}: no cut with text to benchmark TTS on")
     backend = SpeechBackend(lm, find_codec(codec, lm.exp_dir, cuts), find_vocoder(vocoder, lm.exp_dir))
-    prompts = {k: cut_audio(p) for k, p in pick_prompts(list(cuts), sel).items()}
+    picked = pick_prompts(list(cuts), sel)
+    prompts = {k: cut_audio(p) for k, p in picked.items()}
     texts = [lm_io.cut_item(lm, "tts", c)["text_ids"] for c in sel]
     gen, lm_s, wave_s, audio_s = torch.Generator().manual_seed(0), 0.0, 0.0, 0.0
     for i in range(0, len(sel), batch_size):
@@ -91,7 +92,8 @@ def tts_rtf(lm: lm_io.LoadedLM, cuts_path: Path, codec: Path | None, vocoder: Pa
         lm_s += time.perf_counter() - t
         t = time.perf_counter()
         for c, tok in zip(sel[i : i + batch_size], ids):
-            audio_s += len(backend.to_wave(tok, prompts[c.id], c.sampling_rate, c.id)) / backend.sample_rate
+            name = f"prompt cut '{picked[c.id].id}'"  # as `decode` names it (the speaker-embedding cache key)
+            audio_s += len(backend.to_wave(tok, prompts[c.id], picked[c.id].sampling_rate, name)) / backend.sample_rate
         wave_s += time.perf_counter() - t
     return {"tts_utts": len(sel), "tts_audio_s": audio_s, "tts_lm_s": lm_s, "tts_wave_s": wave_s, "tts_rtf": (lm_s + wave_s) / audio_s}
 

@@ -89,6 +89,7 @@ class SpeechBackend:
             raise PolyspeechError(f"{self.vocoder.path} reads {self.vocoder.feat_dim}-dim features but the codec {codec} "
                                   f"outputs {self.meta['feat_dim']}-dim ones: use a vocoder trained on the codec's feature type")
         self.lm = lm
+        self.speakers: dict = {}  # speaker embeddings by prompt name (`prompt_name` must name one recording)
 
     @property
     def sample_rate(self) -> int:
@@ -103,7 +104,7 @@ class SpeechBackend:
             raise PolyspeechError(f"{prompt_name}: the LM generated no speech tokens (raise --min-ratio)")
         feats = self.codec.decode(torch.from_numpy(codes)[None])[0].numpy()
         return features_to_wave(feats, prompt_wave, prompt_sr, self.vocoder_dir, prompt_name=prompt_name,
-                                frame_shift=float(self.meta["frame_shift"]))
+                                frame_shift=float(self.meta["frame_shift"]), speakers=self.speakers)
 
 
 def generate_speech(lm: lm_io.LoadedLM, text_ids: list[list[int]], opts: TTSOptions, generator: torch.Generator,

@@ -126,12 +126,19 @@ def check_features(features: np.ndarray, feat_dim: int, feature_type: str, model
 
 
 def features_to_wave(features: np.ndarray, prompt_wave: np.ndarray, prompt_sr: int, exp_dir: Path | str,
-                     prompt_name: str = "prompt", frame_shift: float | None = None) -> np.ndarray:
+                     prompt_name: str = "prompt", frame_shift: float | None = None,
+                     speakers: dict[str, torch.Tensor] | None = None) -> np.ndarray:
     """(T, D) semantic features + a prompt waveform → float32 waveform at the vocoder's sample rate,
     T * frame_shift seconds long (to one hop). `frame_shift` defaults to that of the features the
-    vocoder was trained on (what the SSET codec trained on the same features outputs)."""
+    vocoder was trained on (what the SSET codec trained on the same features outputs).
+    `speakers`: a cache of speaker embeddings by `prompt_name` (a batch of utterances often shares a
+    prompt: the embedding is then computed once)."""
     voc = load_vocoder(exp_dir)
-    spk = voc.speaker_embedding(prompt_wave, prompt_sr, prompt_name)
+    spk = speakers.get(prompt_name) if speakers is not None else None
+    if spk is None:
+        spk = voc.speaker_embedding(prompt_wave, prompt_sr, prompt_name)
+        if speakers is not None:
+            speakers[prompt_name] = spk
     return voc.mel_to_wave(voc.features_to_mel(features, spk, frame_shift))
 
 
