@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.training import checkpoint_step, list_checkpoints
+from polyspeech_cli.training import RUN_STAMP, checkpoint_step, list_checkpoints
 from polyspeech_cli.fileio import load_model_file, load_torch_state, read_model_meta, save_model_file, save_torch_state
+from polyspeech_cli.stamps import read_stamp
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.vocab import Vocab
@@ -93,7 +94,10 @@ def default_model(exp_dir: Path) -> Path | None:
     model = exp_dir / MODEL
     if model.is_file():
         meta = read_model_meta(model, KIND, "LM model", _FIX, _WRITER)
-        step = meta.get("trained_steps", meta.get("step", 0))
+        step = meta.get("trained_steps")
+        if step is None:  # written before `trained_steps` existed: the finished run's own record, else the weights' step
+            run = read_stamp(exp_dir / RUN_STAMP) or {}
+            step = run.get("step") if run.get("finished") else meta.get("step", 0)
         if not ckpts or checkpoint_step(ckpts[-1]) <= int(step):
             return model
     return ckpts[-1] if ckpts else None
