@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lhotse.cut import Cut
 
 READ_FIX = "pass a WAV, FLAC or MP3 recording (re-encode others, e.g. `ffmpeg -i in.m4a -ar 16000 out.flac`)"
+EMPTY_FIX = "pass a recording with audio in it (record or export it again, or leave the file out)"
 
 
 def error_reason(e: Exception) -> str:
@@ -67,7 +68,7 @@ def resample(wave: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
 
 def read_audio(path: Path | str, what: str = "audio file", fix: str = READ_FIX, sampling_rate: int | None = None) -> tuple[np.ndarray, int]:
     """(mono float32 samples, sample rate) of an audio file (channels averaged); resampled to
-    `sampling_rate` if given. A missing, unreadable, truncated or non-finite file is a one-line
+    `sampling_rate` if given. A missing, unreadable, truncated, empty or non-finite file is a one-line
     PolyspeechError naming it (`what` names the file's role, e.g. "speaker prompt")."""
     from lhotse import Recording
 
@@ -82,13 +83,15 @@ def read_audio(path: Path | str, what: str = "audio file", fix: str = READ_FIX, 
         header = wav_header_frames(path)
         if header is not None and header > recording.num_samples:
             raise PolyspeechError(f"{path}: truncated WAV ({recording.num_samples} of {header} samples present); {fix}")
+    if recording.num_samples == 0:
+        raise PolyspeechError(f"{path}: {what} has no samples (0 frames); {EMPTY_FIX}")
     try:
         audio = np.asarray(recording.load_audio(), dtype=np.float32)
     except Exception as e:
         raise PolyspeechError(f"{path}: corrupt or truncated audio ({error_reason(e)}); {fix}") from None
+    if audio.size == 0:  # before the channel mean: a (channels, 0) array cannot be reshaped to (-1, 0)
+        raise PolyspeechError(f"{path}: {what} has no samples (0 frames); {EMPTY_FIX}")
     wav = audio.reshape(-1, audio.shape[-1]).mean(axis=0) if audio.ndim > 1 else audio
-    if wav.size == 0:
-        raise PolyspeechError(f"{path}: audio file has no samples; {fix}")
     if not np.isfinite(wav).all():
         raise PolyspeechError(f"{path}: audio contains NaN/inf samples; {fix}")
     sr = int(recording.sampling_rate)

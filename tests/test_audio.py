@@ -45,3 +45,32 @@ def test_corrupt_or_missing_file_is_one_line_error(tmp_path):
     assert str(bad) in str(e.value) and "not a readable audio file" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(PolyspeechError, match="not found"):
         read_audio(tmp_path / "missing.wav", "speaker prompt")
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_zero_sample_wav_is_one_line_error(tmp_path, channels):
+    """issue 22: a 0-sample WAV used to end in `ValueError: cannot reshape array of size 0` (the channel mean)."""
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, channels), dtype=np.float32), 16000)
+    assert sf.info(empty).frames == 0
+    with pytest.raises(PolyspeechError) as e:
+        read_audio(empty, "speaker prompt")
+    msg = str(e.value)
+    assert str(empty) in msg and "speaker prompt has no samples" in msg and "\n" not in msg
+
+
+def test_transcribe_zero_sample_wav_is_one_line_error(tmp_path, run_cli, monkeypatch):
+    """The CLI path of the same file: one `error:` line naming it, exit code 1, no traceback.
+    The LM is faked (the audio is read before any model runs)."""
+    from types import SimpleNamespace
+
+    from polyspeech_cli.decode import lm_io
+
+    monkeypatch.setattr(lm_io, "load_lm", lambda exp_dir, checkpoint=None: SimpleNamespace(tasks=["asr"], speech_input="features"))
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    r = run_cli("transcribe", empty, "--model", tmp_path / "exp")
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1, r.output
+    assert out.startswith("error:") and str(empty) in out and "has no samples" in out, r.output
+    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit)), r.exception
