@@ -185,6 +185,11 @@ BAD_CASES = {
     "truncated wav": (lambda root: (sf.write(root / "audio" / "t.wav", tone(2.0), 16000), _truncate(root / "audio" / "t.wav")), ["t\taudio/t.wav\tspk0\tF\ten\t2\thi"], ["t.wav", "truncated WAV"]),
     "not audio": (lambda root: (root / "audio" / "n.flac").write_text("this is not audio"), ["n\taudio/n.flac\tspk0\tF\ten\t1\thi"], ["n.flac", "not a readable audio file"]),
     "missing audio": (lambda root: None, ["m\taudio/missing.flac\tspk0\tF\ten\t1\thi"], ["missing.flac", "audio file not found"]),
+    # issue 22: a row short of the header used to be read with an empty text; a long one is refused too
+    "row without its text field": (lambda root: None, ["s\taudio/u1.flac\tspk0\tF\ten\t1.00"],
+                                   ["manifest.tsv:6:", "6 tab-separated fields, the header has 7", "no field for: text"]),
+    "row with an extra field": (lambda root: None, ["l\taudio/u1.flac\tspk0\tF\ten\t1.00\thi\tthere"],
+                                ["manifest.tsv:6:", "8 tab-separated fields, the header has 7", "holds a tab"]),
 }
 
 

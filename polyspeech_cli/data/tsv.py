@@ -1,7 +1,9 @@
 """The "bring your own data" format: a folder with `manifest.tsv` and audio files.
 
 Columns (tab-separated, header row): `utt_id path speaker gender language duration text`; `path` is
-relative to the folder, `gender` is M/F/empty, `language` ISO 639-1, `text` may be empty.
+relative to the folder, `gender` is M/F/empty, `language` ISO 639-1, `text` may be empty. Every row has
+exactly as many fields as the header (an empty field is still there, between its tabs); a shorter or
+longer row is a bad item naming its line.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def prepare_tsv(corpus_dir: Path, bad: BadItems, audio_check: str = "full") -> M
     for lineno, line in lines:
         if not line.strip():
             continue
-        item = bad.guard(_parse_row, tsv, lineno, line.split("\t"), col, corpus_dir, seen, audio_check)
+        item = bad.guard(_parse_row, tsv, lineno, line.split("\t"), header, col, corpus_dir, seen, audio_check)
         if item is not None:
             recordings.append(item[0])
             supervisions.append(item[1])
@@ -57,12 +59,17 @@ def prepare_tsv(corpus_dir: Path, bad: BadItems, audio_check: str = "full") -> M
     return {UNSPLIT: (RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions))}
 
 
-def _parse_row(tsv: Path, lineno: int, fields: list[str], col: dict[str, int], root: Path, seen: set[str], audio_check: str):
+def _parse_row(tsv: Path, lineno: int, fields: list[str], header: list[str], col: dict[str, int], root: Path, seen: set[str],
+               audio_check: str):
     where = f"{tsv}:{lineno}"
-    width = max(col.values()) + 1
-    if len(fields) < width - 1:  # an empty trailing text column may be stripped by editors
-        raise BadItemError(f"{where}: {len(fields)} columns, expected {width} separated by tabs")
-    fields = fields + [""] * (width - len(fields))
+    if len(fields) < len(header):  # not read as empty: a missing text (or gender) column would silently become ""
+        missing = " ".join(header[len(fields):])
+        raise BadItemError(f"{where}: {len(fields)} tab-separated fields, the header has {len(header)} (no field for: {missing}); "
+                           "give every column, an empty one as an empty field between tabs (an empty text is a trailing tab), "
+                           "or pass --skip-bad to drop the row")
+    if len(fields) > len(header):
+        raise BadItemError(f"{where}: {len(fields)} tab-separated fields, the header has {len(header)}; "
+                           "a field holds a tab (replace it by a space) or the row has extra columns (remove them), or pass --skip-bad to drop the row")
     get = {name: fields[i].strip() for name, i in col.items()}
     utt_id = get["utt_id"]
     if not utt_id:
