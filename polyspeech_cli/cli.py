@@ -11,6 +11,28 @@ import typer
 from polyspeech_cli import __version__
 from polyspeech_cli.commands import codec, decode, evaluate, lm, prepare, report, score, tokens, vocoder
 
+
+def _flags_show_no_type() -> None:
+    """In the rich --help panel, a flag (`--help -h`, `--resume`, `--lanes/--no-lanes`) gets no
+    `<bool>` in the type column: it takes no value. Typer's rich panel (typer 0.29) prints one for
+    every option, unlike its own plain-text formatter, which already leaves flags and counters out;
+    this gives the rich panel that rule. Options with a value keep their type (`<path>`, `<int>`)."""
+    from typer.core import TyperOption
+
+    show = getattr(TyperOption, "display_type_rich", None)
+    if show is None or getattr(show, "_flags_show_no_type", False):  # an older typer (no type column), or done
+        return
+
+    def display_type_rich(self: TyperOption, ctx):  # type: ignore[no-untyped-def]
+        if (getattr(self, "is_flag", False) or getattr(self, "count", False)) and self.metavar is None:
+            return None
+        return show(self, ctx)
+
+    display_type_rich._flags_show_no_type = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 app = typer.Typer(
     name="polyspeech",
     help="PolySpeech: one decoder-only multitask LM for ASR, TTS, LID and GID, with Kaldi/ESPnet-style recipes.",
