@@ -344,16 +344,23 @@ def test_keep_last_and_average(data, tmp_path):
     load_model(exp, exp / "ckpt" / "avg-2.pt")  # decodable
 
 
-def test_single_task_budget_is_its_share_of_the_multitask_steps(data):
-    from polyspeech_cli.lm.train import matched_budget, select_task_cuts
+def test_single_task_budget_is_the_multitask_runs_own_task_steps(data, tmp_path):
+    """A single-task baseline trains exactly as many batches of its task as the multitask run drew."""
+    import csv
+
+    from polyspeech_cli.lm.train import matched_budget
 
     cuts = CutSet.from_file(data)
-    cfg = load_config(REPO / "conf" / "lm_tiny.yaml", TrainConfig, {"tasks": ["lid"], "steps_share_of": ["asr", "lid", "gid"], "max_steps": 500})
-    got = matched_budget(cfg, cuts, Path("cuts"), log=lambda *a: None)
-    sel = select_task_cuts(cuts, ["asr", "lid", "gid"], cfg.data, Path("cuts"), log=lambda *a: None)
-    p = task_probabilities({t: sum(c.duration for c in tc) / 3600 for t, tc in sel.items()}, cfg.task_weights, 1.0)["lid"]
-    assert got.max_steps == round(500 * p) and got.warmup_steps == round(cfg.warmup_steps * p) and got.steps_share_of == []
-    assert cfg.max_steps == 500  # the caller's config is not modified
+    multi = tiny_cfg(tasks=["asr", "lid", "gid"], max_steps=24, task_weights={"asr": 0.8, "lid": 0.1, "gid": 0.1})
+    train(multi, data, None, tmp_path / "multi", log=lambda *a: None, progress=False)
+    with open(tmp_path / "multi" / "train_log.csv", newline="") as f:
+        seen = {r["task"]: int(r["task_steps"]) for r in csv.DictReader(f) if r["split"] == "train"}
+    assert sum(seen.values()) == 24 and len(seen) == 3
+    for task in ("asr", "lid", "gid"):
+        cfg = tiny_cfg(tasks=[task], steps_share_of=["asr", "lid", "gid"], max_steps=24, task_weights=multi.task_weights)
+        got = matched_budget(cfg, cuts, Path("cuts"), log=lambda *a: None)
+        assert got.max_steps == max(1, seen[task]) and got.steps_share_of == []
+        assert cfg.max_steps == 24  # the caller's config is not modified
     cfg.tasks = ["asr", "lid"]
     with pytest.raises(PolyspeechError, match="single-task"):
         matched_budget(cfg, cuts, Path("cuts"))

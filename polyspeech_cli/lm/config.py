@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from polyspeech_cli.lm.data import DataConfig, SpecAugmentConfig
+from polyspeech_cli.lm.data import DataConfig, SpecAugmentConfig, VoicePerturbConfig
 from polyspeech_cli.lm.model import ModelConfig
 from polyspeech_cli.lm.vocab import VocabConfig
 
@@ -55,3 +55,4 @@ class TrainConfig:
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)  # time + frequency masks of input features
     label_smoothing: float = 0.0  # of the output cross-entropy (the logged/dev `ce` stays the plain one)
     class_crop_seconds: float = 0.0  # LID/GID inputs longer than this cut to a random window of this length (0 = off)
+    perturb: VoicePerturbConfig = field(default_factory=VoicePerturbConfig)  # speed perturbation and VTLP of the fbank

@@ -16,6 +16,7 @@ import torch
 from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler
 
+from polyspeech_cli.augment import speed_perturb, warp_feature_axis
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.lm.tasks import LABEL_NAMES, cut_input, has_labels, make_batch, target_ids
 from polyspeech_cli.lm.vocab import Vocab
@@ -59,8 +60,26 @@ class SpecAugmentConfig:
         return self.num_freq_masks > 0 or self.num_time_masks > 0
 
 
-def check_augment(spec: SpecAugmentConfig, label_smoothing: float, class_crop_seconds: float) -> None:
+@dataclass
+class VoicePerturbConfig:
+    """New voices from the training voices, on the fly, for the speech-input tasks' *training*
+    batches only: each utterance gets its own random speed perturbation (time stretch + the same
+    frequency scaling, as faster playback) and vocal-tract-length warp of the fbank's feature axis
+    (VTLP). Factors are drawn log-uniformly in [1/(1+x), 1+x]. Off while both are 0."""
+
+    speed: float = 0.0  # e.g. 0.1: rates 0.91..1.1
+    vtlp: float = 0.0  # e.g. 0.1: feature-axis warp 0.91..1.1
+
+    @property
+    def enabled(self) -> bool:
+        return self.speed > 0 or self.vtlp > 0
+
+
+def check_augment(spec: SpecAugmentConfig, label_smoothing: float, class_crop_seconds: float,
+                  perturb: VoicePerturbConfig = VoicePerturbConfig()) -> None:
     """One-line errors for out-of-range augmentation keys."""
+    if not (0.0 <= perturb.speed < 1.0 and 0.0 <= perturb.vtlp < 1.0):
+        raise PolyspeechError(f"perturb: speed and vtlp must be in [0, 1), got {perturb} (fix the config)")
     if min(spec.num_freq_masks, spec.freq_width, spec.num_time_masks) < 0 or not 0.0 <= spec.time_width_ratio <= 1.0:
         raise PolyspeechError(f"spec_augment: counts and freq_width must be >= 0 and time_width_ratio in [0, 1], got {spec} (fix the config)")
     if not 0.0 <= label_smoothing < 1.0:
@@ -91,6 +110,24 @@ def spec_augment(feats: torch.Tensor, lens: torch.Tensor, cfg: SpecAugmentConfig
     return out
 
 
+def _log_uniform(x: float, g: torch.Generator) -> float:
+    """A factor drawn log-uniformly in [1/(1+x), 1+x]."""
+    return float(torch.exp((torch.rand(1, generator=g) * 2 - 1) * torch.log1p(torch.tensor(x))))
+
+
+def perturb_voices(feats: torch.Tensor, lens: torch.Tensor, cfg: VoicePerturbConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of padded (B, T, F) fbank with its own speed and VTLP factors; re-padded, new lengths."""
+    rows = []
+    for i, n in enumerate(int(x) for x in lens):
+        x = feats[i, :n]
+        if cfg.speed > 0:
+            x = speed_perturb(x, _log_uniform(cfg.speed, g))
+        if cfg.vtlp > 0:
+            x = warp_feature_axis(x, _log_uniform(cfg.vtlp, g))
+        rows.append(x)
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), torch.tensor([r.shape[0] for r in rows])
+
+
 def random_crop(feats: torch.Tensor, lens: torch.Tensor, max_frames: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows longer than `max_frames` cut to a random window of `max_frames` frames; re-padded."""
     rows = []
@@ -101,14 +138,18 @@ def random_crop(feats: torch.Tensor, lens: torch.Tensor, max_frames: int, g: tor
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), new_lens
 
 
-def augment_batch(batch: dict, spec: SpecAugmentConfig, label_smoothing: float, crop_frames: int, g: torch.Generator) -> dict:
+def augment_batch(batch: dict, spec: SpecAugmentConfig, label_smoothing: float, crop_frames: int, g: torch.Generator,
+                  perturb: VoicePerturbConfig = VoicePerturbConfig()) -> dict:
     """A training batch with the configured augmentation (the trainer calls it on training
-    batches only; dev batches and decoding never pass here): random crops of class-task inputs
-    (`crop_frames` > 0, LID/GID), SpecAugment masks, and the label smoothing the loss reads."""
+    batches only; dev batches and decoding never pass here): new voices (speed, VTLP), random
+    crops of class-task inputs (`crop_frames` > 0, LID/GID), SpecAugment masks, and the label
+    smoothing the loss reads."""
     from polyspeech_cli.lm.tasks import CLASS_TASKS
 
     batch = dict(batch)
     if batch.get("feats") is not None:
+        if perturb.enabled:
+            batch["feats"], batch["feat_lens"] = perturb_voices(batch["feats"], batch["feat_lens"], perturb, g)
         if crop_frames > 0 and batch["task"] in CLASS_TASKS:
             batch["feats"], batch["feat_lens"] = random_crop(batch["feats"], batch["feat_lens"], crop_frames, g)
         if spec.enabled:

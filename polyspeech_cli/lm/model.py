@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
-from polyspeech_cli.lm.tasks import ALIGNED_TASKS, TASKS
+from polyspeech_cli.lm.tasks import ALIGNED_TASKS, CLASS_TASKS, TASKS
 
 
 @dataclass
@@ -49,6 +49,12 @@ class ModelConfig:
     # The roughly monotonic alignment becomes "attend near your own position", which RoPE makes
     # easy, instead of a content-only search that a small LM learns slowly.
     aligned_positions: bool = True
+    # Pooled evidence for the class tasks (LID, GID): the mean of the utterance's speech states is
+    # added to the `<sep>` embedding, the position that predicts the class token. Without it the
+    # only path from the speech to that one token of gradient per utterance is attention, and a
+    # single-task LID model could sit at chance (loss ln 5 / 2) for hundreds of steps, or for the
+    # whole run, depending on the CPU's rounding (README, "LM": classification that always learns).
+    class_pooling: bool = False
     gradient_checkpointing: bool = False
 
 
@@ -152,19 +158,23 @@ class PolySpeechLM(nn.Module):
         emb = self.llm.get_input_embeddings()
         rows, spans, positions = [], [], []
         aligned = self.cfg.aligned_positions and batch["task"] in ALIGNED_TASKS
+        pooled = self.cfg.class_pooling and batch["task"] in CLASS_TASKS
         rate = float(self.rates[TASKS.index(batch["task"])]) if aligned else 1.0
         if speech is None:
             speech = self.speech_states(batch)
         for i, (pre, suf) in enumerate(zip(batch["prefix"], batch["suffix"])):
             parts = [emb(pre)]
             start = pre.numel()
+            tail = emb(suf)
             if speech is not None:
                 n = speech[1][i]
                 parts.append(speech[0][i, :n])
                 spans.append((start, start + n))
+                if pooled:  # suf[0] is <sep>, the position that predicts the class token
+                    tail = torch.cat([tail[:1] + speech[0][i, :n].mean(0, keepdim=True), tail[1:]])
             else:
                 spans.append((start, start))
-            parts.append(emb(suf))
+            parts.append(tail)
             rows.append(torch.cat(parts))
             n_in = spans[-1][1] - 1  # input items after the task token
             if aligned:

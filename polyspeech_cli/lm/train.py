@@ -54,6 +54,7 @@ from polyspeech_cli.lm.data import (
     CMVN_SCOPES,
     DataConfig,
     SpecAugmentConfig,
+    VoicePerturbConfig,
     augment_batch,
     check_augment,
     TaskDataset,
@@ -83,6 +84,21 @@ def task_probabilities(hours: dict[str, float], weights: dict[str, float], tempe
     if total <= 0:
         raise PolyspeechError("task weights are all zero (give at least one task a positive weight)")
     return {t: v / total for t, v in raw.items()}
+
+
+def draw_task(rng: random.Random, probs: dict[str, float]) -> str:
+    """One step's task. The draw goes over the task *names* in sorted order, so `--tasks asr,lid`
+    and `--tasks lid,asr` draw the same sequence (and train the same model)."""
+    names = sorted(probs)
+    return rng.choices(names, weights=[probs[t] for t in names])[0]
+
+
+def task_draws(probs: dict[str, float], seed: int, steps: int) -> dict[str, int]:
+    """How many of `steps` steps a run seeded `seed` gives each task: the trainer's own draws."""
+    rng, counts = random.Random(seed), dict.fromkeys(probs, 0)
+    for _ in range(steps):
+        counts[draw_task(rng, probs)] += 1
+    return counts
 
 
 def lr_lambda(cfg: TrainConfig):
@@ -131,18 +147,24 @@ def _load_cuts(path: Path, what: str, fix: str = "run `polyspeech prepare` (and 
     return CutSet.from_jsonl_lazy(path) if ".jsonl" in Path(path).suffixes else CutSet.from_file(path)
 
 
+def speech_task(task_cuts: dict[str, CutSet]) -> str | None:
+    """The task whose cuts give the feature dimension, frame shift and CMVN statistics: the first
+    speech-input task in `TASKS` order (not `--tasks` order, which must not change the model)."""
+    return next((t for t in TASKS if t in task_cuts and t != "tts"), None)
+
+
 def _feat_dim(task_cuts: dict[str, CutSet], data_cfg: DataConfig) -> int:
-    if data_cfg.speech_input != "features":
+    task = speech_task(task_cuts)
+    if data_cfg.speech_input != "features" or task is None:
         return 0
-    for task, cuts in task_cuts.items():
-        if task != "tts":
-            return next(iter(cuts)).num_features
-    return 0
+    return next(iter(task_cuts[task])).num_features
 
 
 def matched_budget(cfg: TrainConfig, cuts: CutSet, manifest: Path, log=print) -> TrainConfig:
-    """`cfg` with max_steps and warmup_steps scaled by the task's share in a multitask run over
-    `cfg.steps_share_of` (see TrainConfig.steps_share_of); unchanged when that list is empty."""
+    """`cfg` with max_steps set to the number of steps that a multitask run of this config over
+    `cfg.steps_share_of` gives the task (its own seeded draws, replayed: as many batches of the task
+    as the multitask model sees) and warmup_steps scaled by the task's share; unchanged when that
+    list is empty (see TrainConfig.steps_share_of)."""
     if not cfg.steps_share_of:
         return cfg
     if len(cfg.tasks) != 1 or cfg.tasks[0] not in cfg.steps_share_of:
@@ -150,18 +172,21 @@ def matched_budget(cfg: TrainConfig, cuts: CutSet, manifest: Path, log=print) ->
                               f"(got {','.join(cfg.tasks)})")
     sel = select_task_cuts(cuts, cfg.steps_share_of, cfg.data, manifest, log=lambda *a: None)
     hours = {t: sum(c.duration for c in tc) / 3600 for t, tc in sel.items()}
-    share = task_probabilities(hours, cfg.task_weights, cfg.task_temperature)[cfg.tasks[0]]
+    probs = task_probabilities(hours, cfg.task_weights, cfg.task_temperature)
+    share = probs[cfg.tasks[0]]
     out = copy.deepcopy(cfg)
-    out.max_steps, out.warmup_steps = max(1, round(cfg.max_steps * share)), max(1, round(cfg.warmup_steps * share))
+    out.max_steps = max(1, task_draws(probs, cfg.seed, cfg.max_steps)[cfg.tasks[0]])
+    out.warmup_steps = max(1, round(cfg.warmup_steps * share))
     out.steps_share_of = []  # the saved config.yaml holds the effective budget
-    log(f"budget: {out.max_steps} steps = {cfg.max_steps} x {share:.3f}, the share of '{cfg.tasks[0]}' in a multitask run over "
-        f"{','.join(cfg.steps_share_of)}")
+    log(f"budget: {out.max_steps} steps, the '{cfg.tasks[0]}' steps of a {cfg.max_steps}-step multitask run over "
+        f"{','.join(cfg.steps_share_of)} (p = {share:.3f})")
     return out
 
 
 # Keys added after runs were recorded: at their default (off) they are left out of the run key, so
 # an exp dir trained before they existed still resumes or skips (training.check_resume).
-_NEW_KEY_DEFAULTS = {"spec_augment": to_dict(SpecAugmentConfig()), "label_smoothing": 0.0, "class_crop_seconds": 0.0}
+_NEW_KEY_DEFAULTS = {"spec_augment": to_dict(SpecAugmentConfig()), "label_smoothing": 0.0, "class_crop_seconds": 0.0,
+                     "perturb": to_dict(VoicePerturbConfig())}
 
 
 def lm_run_key(cfg: TrainConfig, train_cuts: Path) -> dict:
@@ -191,7 +216,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
         check_task(t, "--tasks")
     if cfg.data.cmvn_scope not in CMVN_SCOPES:
         raise PolyspeechError(f"data.cmvn_scope must be one of {', '.join(CMVN_SCOPES)}, got {cfg.data.cmvn_scope!r} (fix the config)")
-    check_augment(cfg.spec_augment, cfg.label_smoothing, cfg.class_crop_seconds)
+    check_augment(cfg.spec_augment, cfg.label_smoothing, cfg.class_crop_seconds, cfg.perturb)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
@@ -242,7 +267,7 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                 mark_run(exp_dir, key, finished=False)
             if cfg.data.speech_input == "features" and task_cuts.keys() - {"tts"}:
                 # How decoding computes the same features from audio (`transcribe`, ASR of TTS output).
-                c = next(iter(task_cuts[next(t for t in task_cuts if t != "tts")]))
+                c = next(iter(task_cuts[speech_task(task_cuts)]))
                 info = {"type": c.features.type, "dim": c.num_features, "frame_shift": c.frame_shift, "sampling_rate": c.sampling_rate}
                 atomic_write_text(exp_dir / "features.json", json.dumps(info, indent=1) + "\n")
     if vocab_only:
@@ -273,15 +298,16 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     opt = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.98), no_decay_names=("embed",))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    streams = {t: TaskStream(task_cuts[t], cfg.max_duration, cfg.num_buckets, cfg.seed + i, world, rank) for i, t in enumerate(cfg.tasks)}
+    # Each task's sampler is seeded by the task's name (its index in TASKS), not its place in --tasks.
+    streams = {t: TaskStream(task_cuts[t], cfg.max_duration, cfg.num_buckets, cfg.seed + TASKS.index(t), world, rank) for t in cfg.tasks}
     if cfg.data.cmvn and cfg.data.cmvn_scope == "global" and feat_dim > 0:
-        model.feat_stats.copy_(feature_stats(next(tc for t, tc in task_cuts.items() if t != "tts")))
+        model.feat_stats.copy_(feature_stats(task_cuts[speech_task(task_cuts)]))
     datasets = {t: TaskDataset(t, vocab, cfg.data, model.feat_stats.cpu()) for t in cfg.tasks}  # batches are built on the CPU
     crop_frames = 0
     if cfg.class_crop_seconds > 0 and feat_dim > 0:
-        frame_shift = next(iter(next(tc for t, tc in task_cuts.items() if t != "tts"))).frame_shift
+        frame_shift = next(iter(task_cuts[speech_task(task_cuts)])).frame_shift
         crop_frames = max(1, round(cfg.class_crop_seconds / frame_shift))
-    augmenting = cfg.spec_augment.enabled or cfg.label_smoothing > 0 or crop_frames > 0
+    augmenting = cfg.spec_augment.enabled or cfg.label_smoothing > 0 or crop_frames > 0 or cfg.perturb.enabled
     task_rng = random.Random(cfg.seed)
     step, hours_seen = 0, 0.0
     task_steps = dict.fromkeys(cfg.tasks, 0)  # optimiser steps per task (x of the comparison curves)
@@ -374,12 +400,13 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     with bar:
         job = bar.add_task("", total=cfg.max_steps, completed=step)
         while step < min(cfg.max_steps, stop_at or cfg.max_steps) and not stopped:
-            task = task_rng.choices(list(probs), weights=list(probs.values()))[0]
+            task = draw_task(task_rng, probs)
             stats: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
                 batch = datasets[task][next(streams[task])]
                 if augmenting:  # training batches only (validate() and evaluate() build their own)
-                    batch = augment_batch(batch, cfg.spec_augment, cfg.label_smoothing, crop_frames, batch_generator(cfg.seed + 7919 * rank, step, micro))
+                    batch = augment_batch(batch, cfg.spec_augment, cfg.label_smoothing, crop_frames,
+                                          batch_generator(cfg.seed + 7919 * rank, step, micro), cfg.perturb)
                 batch = to_device(batch, device)
                 hours_seen += batch["duration"] / 3600 * world
                 sync = nullcontext() if (not distributed or micro == cfg.grad_accum - 1) else net.no_sync()

@@ -21,9 +21,9 @@ import torch
 from lhotse.cut import Cut
 
 from polyspeech_cli.codec.data import CutIndex, LazySequence, load_cut_features, normalize
+from polyspeech_cli.augment import resample_time, warp_feature_axis
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.vocoder.mel import MelConfig, MelFrontend
-from polyspeech_cli.vocoder.model import resample_time
 
 
 @dataclass
@@ -124,17 +124,6 @@ def _pad(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(out), torch.from_numpy(mask)
 
 
-def warp_feature_axis(x: np.ndarray, alpha: float) -> np.ndarray:
-    """Stretch (alpha > 1) or squeeze the feature axis of (T, D) by linear interpolation: for
-    spectral features this moves formants and harmonics like a different vocal tract (VTLP)."""
-    d = x.shape[1]
-    src = np.clip(np.arange(d) / alpha, 0, d - 1)
-    lo = np.floor(src).astype(int)
-    hi = np.minimum(lo + 1, d - 1)
-    frac = (src - lo).astype(np.float32)
-    return x[:, lo] * (1 - frac) + x[:, hi] * frac
-
-
 def decoder_batch(data: UtteranceSet, groups: dict[str, list[int]], seed: int, step: int, batch_size: int,
                   segment_frames: int, prompt_frames: int, feature_warp: float = 0.0) -> dict[str, torch.Tensor]:
     """The batch of optimiser step `step`: random crops of random utterances and their prompts.
@@ -150,7 +139,7 @@ def decoder_batch(data: UtteranceSet, groups: dict[str, list[int]], seed: int, s
         s = _crop(len(u.mel), segment_frames, rng)
         x = u.feats[s]
         if feature_warp > 0:
-            x = warp_feature_axis(x, float(np.exp(rng.uniform(-1, 1) * np.log1p(feature_warp))))
+            x = warp_feature_axis(torch.from_numpy(x), float(np.exp(rng.uniform(-1, 1) * np.log1p(feature_warp)))).numpy()
         feats.append(x)
         mels.append(u.mel[s])
         speakers.append(names.index(u.speaker))

@@ -35,15 +35,6 @@ def mel_frames_for(num_in: int, in_shift: float, mel: MelConfig) -> int:
     return max(1, round(num_in * in_shift / mel.frame_shift))
 
 
-def resample_time(x: torch.Tensor, t_out: int) -> torch.Tensor:
-    """(T, D) → (t_out, D) by linear interpolation along time."""
-    if x.shape[0] == t_out:
-        return x
-    if x.shape[0] == 1:
-        return x.expand(t_out, -1)
-    return F.interpolate(x.t()[None], size=t_out, mode="linear", align_corners=False)[0].t()
-
-
 class ResBlock(nn.Module):
     """x + conv1x1(gelu(dilated conv(FiLM(LayerNorm(x))))), channels-last."""
 

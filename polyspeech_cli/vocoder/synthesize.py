@@ -24,7 +24,8 @@ from polyspeech_cli.vocoder.checkpoint import MODEL, read_model
 from polyspeech_cli.vocoder.config import VocoderConfig
 from polyspeech_cli.vocoder.hifigan import Generator
 from polyspeech_cli.vocoder.mel import GriffinLim, MelFrontend
-from polyspeech_cli.vocoder.model import SpeechDecoder, mel_frames_for, resample_time
+from polyspeech_cli.augment import resample_time
+from polyspeech_cli.vocoder.model import SpeechDecoder, mel_frames_for
 
 MIN_PROMPT_S = 1.0
 SILENCE_RMS = 1e-4  # about -80 dBFS: digital silence or a dead microphone

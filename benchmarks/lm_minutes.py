@@ -1,0 +1,93 @@
+"""Dev metrics of LM runs at equal training minutes: the README table "LM: what buys accuracy per minute".
+
+    python3 benchmarks/lm_minutes.py --minutes 4 --baseline base exp_sweep/asr/* > table.md
+
+Reads each run's `train_log.csv` (written by `polyspeech train lm`): the dev evaluations (greedy
+attention CER, CTC CER, LID/GID accuracy) with the wall-clock seconds at which they were made, and
+the training rows' steps. A metric at M minutes is interpolated linearly between the two dev
+evaluations around M*60 s (the clock includes the evaluations, the same for every run); a run that
+ended before M minutes reports its last evaluation, marked `*`. The step time is the run's training
+seconds per step (median over its logged intervals), measured in that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+METRICS = (("asr_ctc_cer", "dev CTC CER"), ("asr_cer", "dev attention CER"), ("lid_acc", "dev LID acc"), ("gid_acc", "dev GID acc"))
+
+
+def read_log(exp: Path) -> tuple[dict[str, list[tuple[float, float]]], list[tuple[int, float]]]:
+    """{metric: [(elapsed_s, value)]} of the dev evaluations and [(step, elapsed_s)] of the training rows."""
+    evals: dict[str, list[tuple[float, float]]] = {}
+    train: list[tuple[int, float]] = []
+    with open(exp / "train_log.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["split"] == "dev" and row["metric"] and row["elapsed_s"]:
+                evals.setdefault(row["metric"], []).append((float(row["elapsed_s"]), float(row["value"])))
+            elif row["split"] == "train" and row["elapsed_s"]:
+                train.append((int(row["step"]), float(row["elapsed_s"])))
+    return evals, sorted(set(train))
+
+
+def at_seconds(points: list[tuple[float, float]], seconds: float) -> tuple[float, bool]:
+    """The value at `seconds`, interpolated; (last value, True) when the run ended before it."""
+    points = sorted(points)
+    if seconds >= points[-1][0]:
+        return points[-1][1], seconds > points[-1][0] * 1.02
+    if seconds <= points[0][0]:
+        return points[0][1], False
+    for (t0, v0), (t1, v1) in zip(points, points[1:]):
+        if t0 <= seconds <= t1:
+            return v0 + (v1 - v0) * (seconds - t0) / (t1 - t0), False
+    raise AssertionError("unreachable")
+
+
+def step_time(train: list[tuple[int, float]]) -> float:
+    """Median seconds per step over the logged intervals (an interval with an evaluation in it is slower: the median skips it)."""
+    rates = [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(train, train[1:]) if s1 > s0]
+    return statistics.median(rates) if rates else float("nan")
+
+
+def table(exps: list[Path], minutes: float, baseline: str | None) -> str:
+    rows, present = [], set()
+    for exp in exps:
+        evals, train = read_log(exp)
+        present |= set(evals)
+        rows.append((exp, evals, train))
+    metrics = [(k, name) for k, name in METRICS if k in present]
+    head = ["variant", "changes", *[f"{name} at {minutes:g} min" for _, name in metrics], "s / step", f"steps in {minutes:g} min"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for exp, evals, train in rows:
+        changes = (exp / "overrides.txt").read_text(encoding="utf-8").strip() if (exp / "overrides.txt").is_file() else ""
+        cells = [f"**{exp.name}**" if exp.name == baseline else exp.name, changes or "(today's default)"]
+        for k, _ in metrics:
+            if k not in evals:
+                cells.append("–")
+                continue
+            v, ended = at_seconds(evals[k], minutes * 60)
+            cells.append(f"{v:.3f}{'*' if ended else ''}")
+        st = step_time(train)
+        steps = max((s for s, t in train if t <= minutes * 60), default=0)
+        cells += [f"{st:.3f}", str(steps)]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("exps", nargs="+", type=Path, help="exp dirs of `polyspeech train lm` runs")
+    ap.add_argument("--minutes", type=float, required=True, help="the training minutes to compare at")
+    ap.add_argument("--baseline", default="base", help="the run shown in bold (today's default)")
+    args = ap.parse_args()
+    exps = [e for e in args.exps if (e / "train_log.csv").is_file()]
+    if not exps:
+        raise SystemExit("error: none of the exp dirs has a train_log.csv (train them first)")
+    print(table(exps, args.minutes, args.baseline), end="")
+
+
+if __name__ == "__main__":
+    main()
