@@ -1,11 +1,15 @@
 """Helpers every training loop shares (codec, LM, speech decoder): device, precision, CSV log,
-and the one resume/skip rule (`check_resume`)."""
+the one resume/skip rule (`check_resume`) and the one-training-per-exp-dir lock (`exp_dir_lock`)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 import os
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +219,87 @@ def save_checkpoint(exp_dir: Path, step: int, state: dict[str, Any], keep_last: 
     for old in list_checkpoints(exp_dir)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path
+
+
+# ---- one training per exp dir -----------------------------------------------------------------------
+LOCK_NAME = ".lock"  # EXP/.lock: flock-ed by the training that runs in EXP; holds "PID HOST"
+
+
+def _lock_holder(fd: int) -> tuple[int | None, str]:
+    """(pid, host) written into a lock file by its holder (it writes just after locking: wait a little)."""
+    for _ in range(20):
+        os.lseek(fd, 0, os.SEEK_SET)
+        words = os.read(fd, 256).decode("utf-8", "replace").split()
+        if words and words[0].isdigit():
+            return int(words[0]), (words[1] if len(words) > 1 else "")
+        time.sleep(0.05)
+    return None, ""
+
+
+@contextlib.contextmanager
+def exp_dir_lock(exp_dir: Path) -> Iterator[None]:
+    """Hold EXP/.lock while a training runs in `exp_dir`, so a second training started on the same
+    --exp-dir stops with a one-line PolyspeechError naming the first one's pid instead of
+    overwriting its checkpoints.
+
+    The lock is `flock(LOCK_EX | LOCK_NB)` on EXP/.lock, so the OS releases it when the holder
+    ends in any way (return, exception, Ctrl-C, kill -9): a lock file left behind by a killed run is
+    taken over, never waited on. The holder writes "PID HOST" into it. On release the file is
+    removed (while still locked; a contender that opened the old file re-opens the new one), and so
+    are `exp_dir` and its parents where this call created them and nothing was written into them.
+
+    Not re-entrant: a second `exp_dir_lock` on the same dir in the same process is refused too (one
+    lock per training; under torchrun take it on rank 0 only: every rank is a process). Sequential
+    trainings in one process each take and release it.
+    """
+    import fcntl
+
+    exp_dir = Path(exp_dir)
+    created = [d for d in (exp_dir, *exp_dir.parents) if not d.exists()]  # innermost first
+    path = exp_dir / LOCK_NAME
+    for _ in range(100):  # more than one round only when a finishing holder removes the file or dir meanwhile
+        try:
+            exp_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:  # a finishing holder removed the (empty) dir just now: make it again
+            continue
+        except (FileExistsError, NotADirectoryError):
+            raise PolyspeechError(f"{exp_dir}: not a directory (pass --exp-dir a directory, new or of an earlier run)") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid, host = _lock_holder(fd)
+            os.close(fd)
+            here = socket.gethostname()
+            if pid == os.getpid() and host in ("", here):
+                raise PolyspeechError(f"this process already holds the lock of {exp_dir} ({path}): a training inside a training "
+                                      "on the same --exp-dir; use another --exp-dir for the inner one") from None
+            who = f"pid {pid}" if pid is not None else "pid unknown"
+            who += f" on {host}" if host and host != here else ""
+            raise PolyspeechError(f"another training ({who}) is running in {exp_dir}; wait for it or use another --exp-dir "
+                                  f"(the lock {path} is released when that process ends)") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:  # the holder before us removes the file on release: if it did, lock the new file instead
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(fd), current):
+            break
+        os.close(fd)
+    else:
+        raise PolyspeechError(f"could not take the lock {path}: it keeps being removed (is {exp_dir} being deleted?)")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # before unlocking (closing), see the check above
+        os.close(fd)
+        for d in created:  # the dirs made here, while still empty (a training that wrote its files keeps them)
+            try:
+                d.rmdir()
+            except OSError:
+                break

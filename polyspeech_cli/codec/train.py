@@ -29,6 +29,7 @@ from polyspeech_cli.training import (
     adamw,
     autocast_dtype,
     check_resume,
+    exp_dir_lock,
     list_checkpoints,
     mark_run,
     optimizer_step,
@@ -81,7 +82,15 @@ def train_codec(
     Writes exp_dir/{config.yaml, run.json, ckpt/step-N.pt, model.safetensors, train_log.csv,
     reconstruction.png}. `stop_at` ends this run early at that step (checkpointed; the LR schedule
     still spans cfg.max_steps), so a long training can be split into time-boxed runs with --resume.
+    Runs holding `exp_dir_lock(exp_dir)`: a second training on the same exp dir is refused.
     """
+    with exp_dir_lock(Path(exp_dir)):
+        return _train_codec(train_cuts, dev_cuts, exp_dir, cfg, resume, stop_at)
+
+
+def _train_codec(
+    train_cuts: Path, dev_cuts: Path, exp_dir: Path, cfg: CodecConfig, resume: bool, stop_at: int | None
+) -> dict[str, Any]:
     exp_dir = Path(exp_dir)
     key = run_key(cfg, train_cuts)
     ckpts = list_checkpoints(exp_dir)

@@ -22,6 +22,7 @@ from polyspeech_cli.training import (
     adamw,
     autocast_dtype,
     check_resume,
+    exp_dir_lock,
     list_checkpoints,
     mark_run,
     optimizer_step,
@@ -78,9 +79,16 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
     """Train into `exp_dir`; returns the final dev metrics ({} without dev cuts).
 
     `stop_at` ends the run early after that many steps (decoder steps, then decoder + HiFi-GAN
-    steps; the checkpoints' N), leaving a checkpoint to `--resume` from.
+    steps; the checkpoints' N), leaving a checkpoint to `--resume` from. Runs holding
+    `exp_dir_lock(exp_dir)`: a second training on the same exp dir is refused.
     """
     check_config(cfg)
+    with exp_dir_lock(Path(exp_dir)):
+        return _train(cfg, train_cuts, dev_cuts, exp_dir, resume, log, progress, stop_at)
+
+
+def _train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Path, resume: bool,
+           log: Callable[..., None], progress: bool, stop_at: int | None) -> dict[str, float]:
     exp_dir = Path(exp_dir)
     ckpts = list_checkpoints(exp_dir)
     key = run_key(cfg, train_cuts)
