@@ -11,7 +11,9 @@ from lhotse import CutSet
 from test_lm import _make_cuts, tiny_cfg
 
 from polyspeech_cli.config import save_config
-from polyspeech_cli.lm.bench import Variant, markdown, run_variant, step_flops
+from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.lm import bench as lm_bench
+from polyspeech_cli.lm.bench import Variant, bench_train, markdown, run_variant, step_flops
 from polyspeech_cli.lm.checkpoint import build_model
 from polyspeech_cli.lm.data import TaskDataset
 from polyspeech_cli.lm.vocab import VocabConfig, build_vocab
@@ -67,7 +69,8 @@ def test_variant_report(cuts_path, tmp_path):
     json.dumps(r)  # the report is plain JSON
 
 
-def test_bench_all_writes_one_report(cuts_path, tmp_path, run_cli):
+def test_bench_all_writes_one_report(cuts_path, tmp_path, run_cli, monkeypatch):
+    monkeypatch.setattr(lm_bench, "cpu_has_native_bf16", lambda: True)  # the bf16 variants run on any machine
     cfg = tiny_cfg()
     cfg.device = "cpu"
     save_config(cfg, tmp_path / "lm.yaml")
@@ -79,3 +82,58 @@ def test_bench_all_writes_one_report(cuts_path, tmp_path, run_cli):
     assert report["decode"]["cached_equals_recompute"] and report["tokens"]["rtf"]["fbank + SSET"] > 0
     md = (tmp_path / "bench" / "bench.md").read_text()
     assert "KV cache" in md and "MFU" in md
+
+
+def _cpu_cfg(tmp_path: Path) -> Path:
+    cfg = tiny_cfg()
+    cfg.device = "cpu"
+    save_config(cfg, tmp_path / "lm.yaml")
+    return tmp_path / "lm.yaml"
+
+
+def _one_error_line(r) -> str:
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in r.output, r.output
+    return " ".join(r.output.split())
+
+
+def test_bf16_is_skipped_where_the_cpu_would_emulate_it(cuts_path, tmp_path, run_cli, monkeypatch):
+    """issue 22: no native bf16 (no avx512_bf16/amx_bf16 flag) -> the bf16 variants are not run, and the report says so."""
+    monkeypatch.setattr(lm_bench, "cpu_has_native_bf16", lambda: False)
+    cfg, out = _cpu_cfg(tmp_path), tmp_path / "bench" / "train.json"
+    r = run_cli("bench", "train", "-c", cfg, "--train-cuts", cuts_path, "--precisions", "fp32,bf16", "--threads", "1", "--no-lanes",
+                "--steps", "1", "--warmup", "0", "--out", out)
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert [v["variant"] for v in report["variants"]] == ["fp32, 1 thread"]
+    assert report["skipped"]["variants"] == ["bf16, 1 thread"] and "no native bf16" in report["skipped"]["reason"]
+    md = out.with_suffix(".md").read_text()
+    assert "Not measured: bf16, 1 thread" in " ".join(md.split()) and "skipping bf16, 1 thread" in " ".join(r.output.split())
+    # only bf16 asked for: nothing left to measure is a one-line error, not an empty report
+    r = run_cli("bench", "train", "-c", cfg, "--train-cuts", cuts_path, "--precisions", "bf16", "--threads", "1", "--no-lanes")
+    assert "nothing to measure" in _one_error_line(r) and "--precisions fp32" in _one_error_line(r)
+    # with native bf16 (or on a GPU) nothing is skipped
+    monkeypatch.setattr(lm_bench, "cpu_has_native_bf16", lambda: True)
+    assert not lm_bench.emulated_bf16(torch.device("cpu")) and not lm_bench.emulated_bf16(torch.device("cuda", 0))
+
+
+def test_bad_input_is_one_line_not_a_traceback(cuts_path, tmp_path, run_cli, monkeypatch):
+    """issue 22: `bench all` from egs/mini with its default -c conf/lm_tiny.yaml (not there) ended in a traceback of the
+    variant subprocess whose last line was the PolyspeechError; every input is now checked first, in this process."""
+    cfg = _cpu_cfg(tmp_path)
+    run_dir = tmp_path / "egs" / "mini"
+    run_dir.mkdir(parents=True)
+    monkeypatch.chdir(run_dir)
+    r = run_cli("bench", "all", "--train-cuts", cuts_path, "--cuts", cuts_path, "--out-dir", tmp_path / "bench")
+    assert "LM config not found: conf/lm_tiny.yaml" in _one_error_line(r) and "../../conf/lm_tiny.yaml" in r.output
+    r = run_cli("bench", "all", "--train-cuts", cuts_path, "--cuts", cuts_path, "-c", cfg, "--out-dir", tmp_path / "bench")
+    assert "codec config not found: conf/codec_tiny.yaml" in _one_error_line(r)
+    assert not (tmp_path / "bench").exists()
+    # the library call reads the config in the caller's process too
+    with pytest.raises(PolyspeechError, match="config file not found: conf/lm_tiny.yaml"):
+        bench_train(Path("conf/lm_tiny.yaml"), cuts_path, ["fp32"], [1], 1, 0, lanes=False, log=lambda *a: None)
+    # bad input found inside a variant's process (here: no cut has these TTS tokens) comes back as the same one line
+    r = run_cli("bench", "train", "-c", cfg, "--train-cuts", cuts_path, "--tasks", "tts", "--speech-tokens", "nosuch",
+                "--precisions", "fp32", "--threads", "1", "--no-lanes", "--steps", "1", "--warmup", "0")
+    assert "task 'tts' needs cuts" in _one_error_line(r)

@@ -97,7 +97,16 @@ def bench_all(
 ) -> None:
     """Training, tokenisation and decoding benchmarks in one report (bench.json + bench.md)."""
     from polyspeech_cli.bench_all import bench_all as run
+    from polyspeech_cli.errors import require_file
 
+    # Every input up front: a missing one is one line now, not a traceback after minutes of training steps.
+    require_file(config, "LM config", "pass -c/--config an LM config; the path is relative to the current directory, "
+                 "e.g. -c ../../conf/lm_tiny.yaml from a recipe dir egs/NAME")
+    if codec is None:
+        require_file(codec_config, "codec config", "pass --codec-config a codec config, relative to the current directory, e.g. "
+                     "../../conf/codec_tiny.yaml from a recipe dir egs/NAME; or --codec a trained codec")
+    require_file(train_cuts, "train cuts", "run `polyspeech extract-tokens --type fbank` first")
+    require_file(cuts, "cuts", "pass --cuts a cut manifest with audio and features, e.g. the dev set")
     task_list = [t.strip() for t in tasks.split(",")] if tasks else None
     run(train_cuts, cuts, out_dir, config, codec_config, exp_dir, codec, vocoder, train_steps, task_list, log=console.print)
     typer.echo((out_dir / "bench.md").read_text(encoding="utf-8"))

@@ -41,7 +41,8 @@ from polyspeech_cli.lm.data import TaskDataset, TaskStream, codebook_size, selec
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.train import task_probabilities
 from polyspeech_cli.lm.vocab import Vocab, build_vocab
-from polyspeech_cli.training import adamw, autocast_dtype, optimizer_step, pick_device
+from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.training import adamw, autocast_dtype, cpu_has_native_bf16, optimizer_step, pick_device
 
 
 @dataclass
@@ -215,24 +216,55 @@ def _variant_subprocess(config: Path, train_cuts: Path, variant: Variant, steps:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+USER_ERROR_EXIT = 3  # a variant subprocess that stopped on a PolyspeechError: its last stderr line is the message
+USER_ERROR_PREFIX = "polyspeech bench error: "
+
+BF16_SKIPPED = ("this CPU has no native bf16 instructions (no avx512_bf16 or amx_bf16 flag in /proc/cpuinfo), so torch "
+                "would emulate bf16 at a fraction of the fp32 speed for minutes; `precision: auto` trains in fp32 here")
+
+
 def _collect(proc: subprocess.Popen) -> dict:
     out, err = proc.communicate()
+    if proc.returncode == USER_ERROR_EXIT:
+        lines = [ln for ln in err.splitlines() if ln.startswith(USER_ERROR_PREFIX)]
+        if lines:  # bad input (config, cuts) found in the variant's process: the same one-line error here
+            raise PolyspeechError(lines[-1][len(USER_ERROR_PREFIX):])
     if proc.returncode != 0:
         raise RuntimeError(f"bench variant failed:\n{err[-2000:]}")
     return json.loads(out.strip().splitlines()[-1])
 
 
+def emulated_bf16(device: torch.device) -> bool:
+    """True where bf16 would be emulated (a CPU without native bf16 instructions): its variants are skipped."""
+    return device.type == "cpu" and not cpu_has_native_bf16()
+
+
 def bench_train(config: Path, train_cuts: Path, precisions: list[str], threads: list[int], steps: int, warmup: int,
-                lanes: bool = True, overrides: dict | None = None, log=print) -> dict:
-    """Every variant in its own process (one after the other), then 2 lanes of 1 thread side by side."""
+                lanes: bool = True, overrides: dict | None = None, log=print, skip_emulated_bf16: bool = True) -> dict:
+    """Every variant in its own process (one after the other), then 2 lanes of 1 thread side by side.
+
+    The config is read (and the device picked) here first, so a bad config is a one-line error
+    before any variant starts. On a CPU without native bf16 (`emulated_bf16`) the bf16 variants are
+    skipped (unless `skip_emulated_bf16=False`) and the report says so (`skipped`, and a line in the
+    markdown)."""
     overrides = overrides or {}
+    device = pick_device(load_bench_config(Path(config), overrides).device)
+    skip_bf16 = skip_emulated_bf16 and "bf16" in precisions and emulated_bf16(device)
+    variants = [Variant(p, n) for p in precisions for n in threads]
+    skipped = [v.name for v in variants if skip_bf16 and v.precision == "bf16"]
+    variants = [v for v in variants if v.name not in skipped]
+    if skipped:
+        log(f"bench train: skipping {', '.join(skipped)}: {BF16_SKIPPED}")
+        if not variants:
+            raise PolyspeechError(f"bench train: nothing to measure: the bf16 variants are skipped ({BF16_SKIPPED}); "
+                                  "pass --precisions fp32 (or fp32,bf16)")
     results = []
-    for p in precisions:
-        for n in threads:
-            v = Variant(p, n)
-            log(f"bench train: {v.name} ...")
-            results.append(_collect(_variant_subprocess(config, train_cuts, v, steps, warmup, overrides)))
+    for v in variants:
+        log(f"bench train: {v.name} ...")
+        results.append(_collect(_variant_subprocess(config, train_cuts, v, steps, warmup, overrides)))
     report: dict = {"config": str(config), "train_cuts": str(train_cuts), "steps": steps, "warmup": warmup, "variants": results}
+    if skipped:
+        report["skipped"] = {"variants": skipped, "reason": BF16_SKIPPED}
     if lanes:
         log("bench train: 2 lanes of fp32, 1 thread, side by side ...")
         procs = [_variant_subprocess(config, train_cuts, Variant("fp32", 1), steps, warmup, overrides) for _ in range(2)]
@@ -270,6 +302,8 @@ def markdown(report: dict) -> str:
         per_task += ["", f"AdamW step over the LM's parameters ({base['variant']}): fused {a['fused']:.1f} ms, "
                          f"torch's per-tensor loop (before) {a['per_tensor']:.1f} ms, {a['per_tensor'] / a['fused']:.1f}× "
                          f"({a['per_tensor'] - a['fused']:.0f} ms of the {base['step_ms']:.0f} ms step saved)."]
+    if report.get("skipped"):
+        per_task += ["", f"Not measured: {'; '.join(report['skipped']['variants'])} ({report['skipped']['reason']})."]
     return "\n".join(lines + per_task) + "\n"
 
 
@@ -288,8 +322,13 @@ def load_bench_config(config: Path, overrides: dict) -> TrainConfig:
 def _main() -> None:
     """Subprocess entry: CONFIG CUTS PRECISION THREADS STEPS WARMUP OVERRIDES_JSON -> one JSON line."""
     config, cuts, precision, threads, steps, warmup, overrides = sys.argv[1:8]
-    cfg = load_bench_config(Path(config), json.loads(overrides))
-    print(json.dumps(run_variant(cfg, Path(cuts), Variant(precision, int(threads)), int(steps), int(warmup))))
+    try:
+        cfg = load_bench_config(Path(config), json.loads(overrides))
+        result = run_variant(cfg, Path(cuts), Variant(precision, int(threads)), int(steps), int(warmup))
+    except PolyspeechError as e:  # bad input, not a bug: one line for the parent to raise again (`_collect`)
+        print(USER_ERROR_PREFIX + " ".join(str(e).split()), file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
