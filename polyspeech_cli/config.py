@@ -49,6 +49,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return dict(value)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float:
+        # YAML 1.1 (PyYAML) reads `3e-3` (no dot) as a string: take it as the number it spells.
+        try:
+            if isinstance(value, str):
+                return float(value)
+        except ValueError:
+            pass
+        raise PolyspeechError(f"{where}: expected a number, got {value!r}")
     if tp in (int, str, bool) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise PolyspeechError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value

@@ -45,6 +45,11 @@ def test_typo_names_key_and_suggests(tmp_path):
 def test_wrong_types_and_files(tmp_path):
     with pytest.raises(PolyspeechError, match="expected int"):
         from_dict(Example, {"num_layers": "two"})
+    with pytest.raises(PolyspeechError, match="'learning_rate': expected a number, got 'fast'"):
+        from_dict(Example, {"learning_rate": "fast"})
+    path = tmp_path / "e.yaml"
+    path.write_text("learning_rate: 3e-3\n")  # PyYAML reads this as the string '3e-3'
+    assert load_config(path, Example).learning_rate == 0.003
     with pytest.raises(PolyspeechError, match="config file not found"):
         load_config(tmp_path / "missing.yaml", Example)
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")

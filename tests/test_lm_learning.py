@@ -91,3 +91,36 @@ def test_task_order_does_not_change_the_model(data, tmp_path):
         cfg.model.class_pooling = True
         sums.append(train(cfg, data, None, tmp_path / f"run{i}", log=lambda *a: None, progress=False)["param_checksum"])
     assert sums[0] == sums[1]
+
+
+def test_nan_features_stop_training_naming_the_cut(data, tmp_path):
+    import numpy as np
+    from lhotse import CutSet
+    from lhotse.features.io import NumpyFilesWriter
+
+    import pytest
+
+    from polyspeech_cli.errors import PolyspeechError
+
+    cuts = list(CutSet.from_file(data))
+    bad = cuts[3]
+    x = bad.load_features().copy()
+    x[5, 7] = np.nan
+    with NumpyFilesWriter(tmp_path / "feats") as w:
+        key = w.write(bad.id, x)  # the cut keeps its id; only its features move
+        bad.features.storage_path, bad.features.storage_key = str(tmp_path / "feats"), key
+    CutSet.from_cuts(cuts).to_file(tmp_path / "cuts.jsonl.gz")
+    with pytest.raises(PolyspeechError, match=f"cut '{bad.id}'.*NaN/inf"):
+        train(tiny_cfg(tasks=["asr"], max_steps=4), tmp_path / "cuts.jsonl.gz", None, tmp_path / "exp", log=lambda *a: None, progress=False)
+    assert not (tmp_path / "exp" / "model.safetensors").exists()
+
+
+def test_second_lm_training_on_a_busy_exp_dir_is_refused(data, tmp_path):
+    import pytest
+
+    from polyspeech_cli.errors import PolyspeechError
+    from polyspeech_cli.training import exp_dir_lock
+
+    with exp_dir_lock(tmp_path / "exp"):  # as if another training held it (same-process: refused too)
+        with pytest.raises(PolyspeechError, match="holds the lock"):
+            train(tiny_cfg(tasks=["asr"], max_steps=2), data, None, tmp_path / "exp", log=lambda *a: None, progress=False)

@@ -17,6 +17,7 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler
 
 from polyspeech_cli.augment import speed_perturb, warp_feature_axis
+from polyspeech_cli.codec.data import load_cut_features
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.lm.tasks import LABEL_NAMES, cut_input, has_labels, make_batch, target_ids
 from polyspeech_cli.lm.vocab import Vocab
@@ -233,7 +234,9 @@ class TaskDataset:
     def __getitem__(self, cuts: CutSet) -> dict:
         v, task, cfg = self.vocab, self.task, self.cfg
         cuts = list(cuts)
-        batch = make_batch(v, task, [cut_input(v, task, cfg, c) for c in cuts], [target_ids(v, task, c, cfg) for c in cuts],
+        # load_cut_features refuses NaN/inf features with a one-line error naming the cut
+        inputs = [cut_input(v, task, cfg, c, load_features=load_cut_features) for c in cuts]
+        batch = make_batch(v, task, inputs, [target_ids(v, task, c, cfg) for c in cuts],
                            normalise=lambda x: normalize_features(x, cfg, self.stats))
         batch["ids"], batch["duration"] = [c.id for c in cuts], sum(c.duration for c in cuts)
         return batch

@@ -55,6 +55,10 @@ class ModelConfig:
     # single-task LID model could sit at chance (loss ln 5 / 2) for hundreds of steps, or for the
     # whole run, depending on the CPU's rounding (README, "LM": classification that always learns).
     class_pooling: bool = False
+    # Frame-level evidence for the class tasks: every speech state is also asked for the class
+    # token (the tied output layer on the speech encoder's states, cross-entropy averaged over the
+    # frames), weighted like ctc_weight. An utterance then gives T' tokens of gradient instead of one.
+    class_frame_weight: float = 0.0
     gradient_checkpointing: bool = False
 
 
@@ -223,11 +227,22 @@ class PolySpeechLM(nn.Module):
         smoothing = float(batch.get("label_smoothing", 0.0)) if self.training else 0.0
         if smoothing > 0:
             out["loss"] = F.cross_entropy(logits.float(), targets[sel], label_smoothing=smoothing)
+        if self.cfg.class_frame_weight > 0 and batch["task"] in CLASS_TASKS and speech is not None:
+            w = self.cfg.class_frame_weight
+            out["frame"] = self.class_frame_loss(speech, torch.stack([suf[1] for suf in batch["suffix"]]))
+            out["loss"] = (1 - w) * out["loss"] + w * out["frame"]
         if self.ctc_head is not None and batch.get("ctc_targets") is not None:
             ctc = self.ctc_loss(*self.ctc_states(h, spans, speech), batch["ctc_targets"])
             out["ctc"] = ctc
             out["loss"] = (1 - self.cfg.ctc_weight) * out["loss"] + self.cfg.ctc_weight * ctc
         return out
+
+    def class_frame_loss(self, speech: tuple[torch.Tensor, list[int]], classes: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the class token (B,) predicted from every valid speech state."""
+        states, lens = speech
+        valid = length_mask(torch.tensor(lens, device=states.device), states.shape[1]).bool()
+        logits = self.llm.lm_head(states[valid])
+        return F.cross_entropy(logits.float(), classes[:, None].expand(-1, states.shape[1])[valid])
 
     def ctc_states(self, h: torch.Tensor, spans: list[tuple[int, int]], speech: tuple[torch.Tensor, list[int]] | None,
                    ) -> tuple[torch.Tensor, list[tuple[int, int]]]:

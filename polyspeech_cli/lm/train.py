@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import random
 import tempfile
@@ -31,6 +32,7 @@ from polyspeech_cli.training import (
     autocast_dtype,
     resolve_precision,
     check_resume,
+    exp_dir_lock,
     list_checkpoints,
     mark_run,
     optimizer_step,
@@ -185,15 +187,20 @@ def matched_budget(cfg: TrainConfig, cuts: CutSet, manifest: Path, log=print) ->
 
 # Keys added after runs were recorded: at their default (off) they are left out of the run key, so
 # an exp dir trained before they existed still resumes or skips (training.check_resume).
+# Dotted keys name nested options.
 _NEW_KEY_DEFAULTS = {"spec_augment": to_dict(SpecAugmentConfig()), "label_smoothing": 0.0, "class_crop_seconds": 0.0,
-                     "perturb": to_dict(VoicePerturbConfig())}
+                     "perturb": to_dict(VoicePerturbConfig()), "model.class_pooling": False, "model.class_frame_weight": 0.0}
 
 
 def lm_run_key(cfg: TrainConfig, train_cuts: Path) -> dict:
     key = run_key(cfg, train_cuts)
-    for k, default in _NEW_KEY_DEFAULTS.items():
-        if key["options"].get(k) == default:
-            del key["options"][k]
+    for dotted, default in _NEW_KEY_DEFAULTS.items():
+        *parents, leaf = dotted.split(".")
+        node = key["options"]
+        for part in parents:
+            node = node.get(part, {})
+        if node.get(leaf) == default:
+            del node[leaf]
     return key
 
 
@@ -211,7 +218,15 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
     `vocab_only`: build and write `vocab.json` (+ `text.model`) and stop (a recipe stage).
     `stop_at` ends the run early after that step (as an interruption would; the learning-rate
     schedule still spans `max_steps`), leaving a checkpoint to `--resume` from.
+    One training per exp dir: rank 0 holds its lock (`training.exp_dir_lock`) for the whole run.
     """
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with exp_dir_lock(Path(exp_dir)) if rank0 else nullcontext():
+        return _train(cfg, train_cuts, dev_cuts, exp_dir, resume, log, progress, stop_at, vocab_only)
+
+
+def _train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Path, resume: bool,
+           log, progress: bool, stop_at: int | None, vocab_only: bool) -> dict:
     for t in cfg.tasks:
         check_task(t, "--tasks")
     if cfg.data.cmvn_scope not in CMVN_SCOPES:
@@ -417,6 +432,9 @@ def train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: Pa
                 for k in ("loss", "ce", "ctc"):
                     if k in out:
                         stats[k] = stats.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
+            if not all(map(math.isfinite, stats.values())):
+                raise PolyspeechError(f"step {step + 1}: the {task} loss is {stats['loss']} on cuts {', '.join(batch['ids'][:4])}; "
+                                      f"nothing more is written to {exp_dir} (lower lr, use precision: fp32 or bf16, check those cuts)")
             optimizer_step(model, opt, scaler, cfg.grad_clip)
             sched.step()
             step += 1

@@ -17,6 +17,7 @@ minutes=4
 variants="base:"
 nj=2
 seed=0
+precision=auto       # fp32: as a CPU without bf16 trains (this CPU's auto is bf16)
 eval_every=100
 data_dir=data
 out_dir=exp_sweep
@@ -25,14 +26,14 @@ table=""             # default: $out_dir/<tasks>/table.md
 . ../../utils/parse_options.sh
 . ../../utils/recipe_lib.sh
 
-dir=$out_dir/${tasks//,/_}
+dir=$out_dir/${tasks//,/_}_${precision}_s$seed
 table=${table:-$dir/table.md}
 feats=$data_dir/sset
 for v in $variants; do
   name=${v%%:*} overrides=${v#*:}
   exp=$dir/$name
   mkdir -p "$exp"
-  derive_config "$conf" "$exp/config_in.yaml" "seed=$seed" "eval_every=$eval_every" "valid_every=$eval_every" ${overrides//,/ }
+  derive_config "$conf" "$exp/config_in.yaml" "seed=$seed" "precision=$precision" "eval_every=$eval_every" "valid_every=$eval_every" ${overrides//,/ }
   echo "${overrides//,/, }" > "$exp/overrides.txt"
   lane "$exp/train.log" polyspeech train lm --config "$exp/config_in.yaml" --tasks "$tasks" --max-steps "$steps" --threads 1 \
     --train-cuts "$feats/synth_cuts_train.jsonl.gz" --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp" --resume --no-progress
