@@ -208,7 +208,7 @@ def test_defaults_leave_the_run_key_of_older_exp_dirs(tmp_path):
     cfg = TrainConfig()
     key = train_mod.lm_run_key(cfg, cuts)
     old = run_key(cfg, cuts)
-    for k in ("spec_augment", "label_smoothing", "class_crop_seconds", "perturb"):
+    for k in ("spec_augment", "label_smoothing", "class_crop_seconds", "perturb", "class_max_duration"):
         del old["options"][k]
     for k in ("class_pooling", "class_frame_weight"):
         del old["options"]["model"][k]

@@ -30,15 +30,21 @@ wait_lanes() {
 
 # train_lm_systems TRAIN_CUTS DEV_CUTS: the embedded recipes' training stage: the multitask LM, the
 # four single-task LMs (early stopping) and the speech decoder (on these fbank cuts, 1 thread: its
-# step is as fast on 1 thread as on 2), $nj at a time. This order keeps both lanes busy to the end
-# (egs/mini, measured: multi, lid, gid on one lane; tts, vocoder, asr on the other). Needs the
-# recipe's `train_lm NAME TASKS [options]`, $tasks, $patience, $exp_dir and vocoder_opts.
+# step is as fast on 1 thread as on 2), $nj at a time, longest first. Needs the recipe's
+# `train_lm NAME TASKS [options]`, $tasks, $patience, $exp_dir and vocoder_opts.
+# $single_steps: `matched` (default) trains each single-task LM for exactly the steps the multitask
+# run spends on its task (`--steps-share-of`: as many batches of its task as the multitask model
+# sees, early stopping may end it sooner), so the multitask model gets about half of the LM time;
+# `cap`: each single-task LM may train as many steps as the multitask LM (the older rule).
 train_lm_systems() {
+  local share=()
+  [ "${single_steps:-matched}" = matched ] && share=(--steps-share-of "${tasks// /,}")
   lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}"
-  lane "$exp_dir/lm_tts/train.log" train_lm tts tts --patience "$patience"
+  lane "$exp_dir/lm_asr/train.log" train_lm asr asr --patience "$patience" "${share[@]}"
+  lane "$exp_dir/lm_tts/train.log" train_lm tts tts --patience "$patience" "${share[@]}"
   lane "$exp_dir/vocoder/train.log" polyspeech train vocoder "${vocoder_opts[@]}" --threads 1 --no-progress \
     --train-cuts "$1" --dev-cuts "$2" --exp-dir "$exp_dir/vocoder" --resume
-  for t in lid asr gid; do lane "$exp_dir/lm_$t/train.log" train_lm "$t" "$t" --patience "$patience"; done
+  for t in lid gid; do lane "$exp_dir/lm_$t/train.log" train_lm "$t" "$t" --patience "$patience" "${share[@]}"; done
   wait_lanes
 }
 

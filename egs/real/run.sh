@@ -18,6 +18,7 @@ shared=${POLYSPEECH_SHARED:-../../../shared}   # holds data/<set>/manifest.tsv
 budget=1              # scales every training budget (codec, speech decoder, LM steps)
 lm_steps=""           # multitask LM steps (default: max_steps of $lm_conf x budget); the single-task cap
 patience=3            # single-task LMs stop after this many dev evaluations without a new best (kept: the best)
+single_steps=cap      # cap: each single-task LM may train as many steps as the multitask LM (the committed RESULTS.md); matched: its share
 nj=2                  # jobs side by side (1 CPU thread each)
 synth_utts=60         # generated eSpeak NG utterances per language mixed in for LID only (text and gender removed); 0 = none
 speed_perturb=""      # e.g. 0.9,1.1: speed-perturbed copies of the non-TTS transcribed train cuts (ASR/LID/GID only; worse on the union dev set at the default budget, see conf/lm_real.yaml)

@@ -43,6 +43,8 @@ def compare(
                                                                "without it there is no bar table.")] = None,
     tts_judge: Annotated[Optional[str], typer.Option("--tts-judge", help="LABEL of the system whose ASR model made the --tts-asr "
                                                                          "decodes: its own test CER is printed beside the TTS CER.")] = None,
+    budget_rule: Annotated[Optional[str], typer.Option("--budget-rule", help="A sentence under the training-budget table: how the "
+                                                                             "recipe shares its compute between the systems.")] = None,
 ) -> None:
     """The paper's table (ASR CER, TTS SECS, TTS CER, LID and GID accuracy, one column per system),
     with --bars the quality bars, the LID/GID confusion matrices and, with --lm-dir, training budgets and curves."""
@@ -102,7 +104,7 @@ def compare(
     if quality is not None:
         parts.append(f"\n## Quality bars\n\n{quality_bars(columns, quality)}")
     if lm_dirs:
-        parts.append(f"\n## Training budgets\n\n{budget_table(lm_dirs)}")
+        parts.append(f"\n## Training budgets\n\n{budget_table(lm_dirs)}" + (f"\n{budget_rule}\n" if budget_rule else ""))
     if notes_text:
         parts.append("\n" + notes_text)
     atomic_write_text(out, "".join(parts))

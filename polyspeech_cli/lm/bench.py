@@ -39,7 +39,8 @@ from polyspeech_cli.lm.checkpoint import build_model
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.data import TaskDataset, TaskStream, codebook_size, select_task_cuts, to_device
 from polyspeech_cli.lm.model import PolySpeechLM
-from polyspeech_cli.lm.train import task_probabilities
+from polyspeech_cli.lm.tasks import TASKS
+from polyspeech_cli.lm.train import batch_seconds, draw_task, task_probabilities
 from polyspeech_cli.lm.vocab import Vocab, build_vocab
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.training import adamw, autocast_dtype, cpu_has_native_bf16, optimizer_step, pick_device
@@ -143,12 +144,12 @@ def run_variant(cfg: TrainConfig, train_cuts: Path, variant: Variant, steps: int
     model = build_model(cfg, vocab, feat_dim).to(device).train()
     opt = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.98), no_decay_names=("embed",))  # as `train lm` builds it
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    streams = {t: TaskStream(task_cuts[t], cfg.max_duration, cfg.num_buckets, cfg.seed + i) for i, t in enumerate(cfg.tasks)}
+    streams = {t: TaskStream(task_cuts[t], batch_seconds(cfg, t), cfg.num_buckets, cfg.seed + TASKS.index(t)) for t in cfg.tasks}
     datasets = {t: TaskDataset(t, vocab, cfg.data, model.feat_stats.cpu()) for t in cfg.tasks}
     rng = random.Random(cfg.seed)
     per_task: dict[str, dict[str, float]] = {}
     # Warm-up: one step of every task first (its sampler's start-up and first kernels), then random ones.
-    schedule = list(cfg.tasks) + [rng.choices(list(probs), weights=list(probs.values()))[0] for _ in range(warmup + steps)]
+    schedule = list(cfg.tasks) + [draw_task(rng, probs) for _ in range(warmup + steps)]
     warmup += len(cfg.tasks)
     for step, task in enumerate(schedule):
         _sync(device)

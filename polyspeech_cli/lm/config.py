@@ -55,4 +55,7 @@ class TrainConfig:
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)  # time + frequency masks of input features
     label_smoothing: float = 0.0  # of the output cross-entropy (the logged/dev `ce` stays the plain one)
     class_crop_seconds: float = 0.0  # LID/GID inputs longer than this cut to a random window of this length (0 = off)
+    # Seconds of (uncropped) speech per LID/GID batch; 0 = max_duration. With class_crop_seconds a
+    # class batch holds more utterances (voices, sentences) for about the compute of one ASR batch.
+    class_max_duration: float = 0.0
     perturb: VoicePerturbConfig = field(default_factory=VoicePerturbConfig)  # speed perturbation and VTLP of the fbank

@@ -30,8 +30,10 @@ def _x(row: dict) -> int:
 def budget_table(exp_dirs: list[Path]) -> str:
     """Markdown: per run, its tasks, optimiser steps (per task), the kept model's step (early
     stopping, else the last), hours of speech seen and wall time."""
-    lines = ["| model | tasks | steps | steps per task | kept model (step) | speech seen (h) | training time (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | tasks | steps | steps per task | kept model (step) | speech seen (h) | training time (s) | share of LM time |",
+             "|---|---|---|---|---|---|---|---|"]
+    seconds = {d: float(next(r for r in reversed(read_log(d)) if r["split"] == "train")["elapsed_s"] or 0) for d in exp_dirs}
+    total = sum(seconds.values()) or 1.0
     for d in exp_dirs:
         rows = read_log(d)
         train = [r for r in rows if r["split"] == "train"]
@@ -43,7 +45,7 @@ def budget_table(exp_dirs: list[Path]) -> str:
         per_task = ", ".join(f"{t} {_x(r)}" for t, r in sorted(last.items()))
         kept_step = f"{float(kept[-1]):.0f} (best on dev)" if kept else end["step"]
         lines.append(f"| {Path(d).name} | {','.join(sorted(last))} | {end['step']} | {per_task} | {kept_step} | {float(end['hours_seen']):.2f} | "
-                     f"{float(end['elapsed_s']):.0f} |")
+                     f"{float(end['elapsed_s']):.0f} | {100 * seconds[d] / total:.0f}% |")
     return "\n".join(lines) + "\n"
 
 

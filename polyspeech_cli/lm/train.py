@@ -70,7 +70,7 @@ from polyspeech_cli.lm.data import (
 from polyspeech_cli.lm.evaluate import dev_error, evaluate
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.plot import plot_losses
-from polyspeech_cli.lm.tasks import TASKS, check_task
+from polyspeech_cli.lm.tasks import CLASS_TASKS, TASKS, check_task
 from polyspeech_cli.lm.vocab import Vocab, build_vocab
 
 
@@ -101,6 +101,11 @@ def task_draws(probs: dict[str, float], seed: int, steps: int) -> dict[str, int]
     for _ in range(steps):
         counts[draw_task(rng, probs)] += 1
     return counts
+
+
+def batch_seconds(cfg: TrainConfig, task: str) -> float:
+    """Seconds of speech per training batch of `task` (class_max_duration for LID/GID when set)."""
+    return cfg.class_max_duration if task in CLASS_TASKS and cfg.class_max_duration > 0 else cfg.max_duration
 
 
 def lr_lambda(cfg: TrainConfig):
@@ -189,7 +194,8 @@ def matched_budget(cfg: TrainConfig, cuts: CutSet, manifest: Path, log=print) ->
 # an exp dir trained before they existed still resumes or skips (training.check_resume).
 # Dotted keys name nested options.
 _NEW_KEY_DEFAULTS = {"spec_augment": to_dict(SpecAugmentConfig()), "label_smoothing": 0.0, "class_crop_seconds": 0.0,
-                     "perturb": to_dict(VoicePerturbConfig()), "model.class_pooling": False, "model.class_frame_weight": 0.0}
+                     "perturb": to_dict(VoicePerturbConfig()), "class_max_duration": 0.0, "model.class_pooling": False,
+                     "model.class_frame_weight": 0.0}
 
 
 def lm_run_key(cfg: TrainConfig, train_cuts: Path) -> dict:
@@ -314,7 +320,7 @@ def _train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: P
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     # Each task's sampler is seeded by the task's name (its index in TASKS), not its place in --tasks.
-    streams = {t: TaskStream(task_cuts[t], cfg.max_duration, cfg.num_buckets, cfg.seed + TASKS.index(t), world, rank) for t in cfg.tasks}
+    streams = {t: TaskStream(task_cuts[t], batch_seconds(cfg, t), cfg.num_buckets, cfg.seed + TASKS.index(t), world, rank) for t in cfg.tasks}
     if cfg.data.cmvn and cfg.data.cmvn_scope == "global" and feat_dim > 0:
         model.feat_stats.copy_(feature_stats(task_cuts[speech_task(task_cuts)]))
     datasets = {t: TaskDataset(t, vocab, cfg.data, model.feat_stats.cpu()) for t in cfg.tasks}  # batches are built on the CPU
