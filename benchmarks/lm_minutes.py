@@ -1,6 +1,7 @@
 """Dev metrics of LM runs at equal training minutes: the README table "LM: what buys accuracy per minute".
 
-    python3 benchmarks/lm_minutes.py --minutes 4 --baseline base exp_sweep/asr/* > table.md
+    python3 benchmarks/lm_minutes.py --minutes 4 --baseline base exp_sweep/asr_auto_s0/* > table.md
+    python3 benchmarks/lm_minutes.py --spread lid_acc exp_sweep/lid_*_s*/base > seeds.md
 
 Reads each run's `train_log.csv` (written by `polyspeech train lm`): the dev evaluations (greedy
 attention CER, CTC CER, LID/GID accuracy) with the wall-clock seconds at which they were made, and
@@ -20,14 +21,14 @@ from pathlib import Path
 METRICS = (("asr_ctc_cer", "dev CTC CER"), ("asr_cer", "dev attention CER"), ("lid_acc", "dev LID acc"), ("gid_acc", "dev GID acc"))
 
 
-def read_log(exp: Path) -> tuple[dict[str, list[tuple[float, float]]], list[tuple[int, float]]]:
-    """{metric: [(elapsed_s, value)]} of the dev evaluations and [(step, elapsed_s)] of the training rows."""
-    evals: dict[str, list[tuple[float, float]]] = {}
+def read_log(exp: Path) -> tuple[dict[str, dict[int, tuple[float, float]]], list[tuple[int, float]]]:
+    """{metric: {step: (elapsed_s, value)}} of the dev evaluations and [(step, elapsed_s)] of the training rows."""
+    evals: dict[str, dict[int, tuple[float, float]]] = {}
     train: list[tuple[int, float]] = []
     with open(exp / "train_log.csv", newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if row["split"] == "dev" and row["metric"] and row["elapsed_s"]:
-                evals.setdefault(row["metric"], []).append((float(row["elapsed_s"]), float(row["value"])))
+                evals.setdefault(row["metric"], {})[int(row["step"])] = (float(row["elapsed_s"]), float(row["value"]))
             elif row["split"] == "train" and row["elapsed_s"]:
                 train.append((int(row["step"]), float(row["elapsed_s"])))
     return evals, sorted(set(train))
@@ -68,7 +69,7 @@ def table(exps: list[Path], minutes: float, baseline: str | None) -> str:
             if k not in evals:
                 cells.append("–")
                 continue
-            v, ended = at_seconds(evals[k], minutes * 60)
+            v, ended = at_seconds(list(evals[k].values()), minutes * 60)
             cells.append(f"{v:.3f}{'*' if ended else ''}")
         st = step_time(train)
         steps = max((s for s, t in train if t <= minutes * 60), default=0)
@@ -77,16 +78,42 @@ def table(exps: list[Path], minutes: float, baseline: str | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def spread(exps: list[Path], metric: str) -> str:
+    runs = []
+    for exp in exps:
+        evals, _ = read_log(exp)
+        if metric in evals:
+            runs.append((exp, {step: v for step, (_, v) in evals[metric].items()}))
+    if not runs:
+        raise SystemExit(f"error: no run has dev evaluations of {metric}")
+    steps = sorted({s for _, by_step in runs for s in by_step})
+    out = ["| run | precision | seed | " + " | ".join(f"step {s}" for s in steps) + " |", "|" + "---|" * (3 + len(steps))]
+    finals = []
+    for exp, by_step in runs:
+        _, precision, seed = exp.parent.name.rsplit("_", 2)
+        out.append(f"| {exp.name} | {precision} | {seed.lstrip('s')} | " + " | ".join(f"{by_step[s]:.3f}" if s in by_step else "–" for s in steps) + " |")
+        finals.append(by_step[max(by_step)])
+    out.append(f"\n{metric} at the last evaluation over {len(finals)} runs: mean {statistics.mean(finals):.3f}, "
+               f"spread (max - min) {max(finals) - min(finals):.3f}, lowest {min(finals):.3f}\n")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("exps", nargs="+", type=Path, help="exp dirs of `polyspeech train lm` runs")
-    ap.add_argument("--minutes", type=float, required=True, help="the training minutes to compare at")
+    ap.add_argument("--minutes", type=float, help="the training minutes to compare at")
     ap.add_argument("--baseline", default="base", help="the run shown in bold (today's default)")
+    ap.add_argument("--spread", metavar="METRIC", help="instead: METRIC of every run at each evaluation, mean and spread")
     args = ap.parse_args()
     exps = [e for e in args.exps if (e / "train_log.csv").is_file()]
     if not exps:
         raise SystemExit("error: none of the exp dirs has a train_log.csv (train them first)")
-    print(table(exps, args.minutes, args.baseline), end="")
+    if args.spread:
+        print(spread(exps, args.spread), end="")
+    elif args.minutes is None:
+        raise SystemExit("error: give --minutes M (or --spread METRIC)")
+    else:
+        print(table(exps, args.minutes, args.baseline), end="")
 
 
 if __name__ == "__main__":

@@ -124,3 +124,20 @@ def test_second_lm_training_on_a_busy_exp_dir_is_refused(data, tmp_path):
     with exp_dir_lock(tmp_path / "exp"):  # as if another training held it (same-process: refused too)
         with pytest.raises(PolyspeechError, match="holds the lock"):
             train(tiny_cfg(tasks=["asr"], max_steps=2), data, None, tmp_path / "exp", log=lambda *a: None, progress=False)
+
+
+def test_pooled_baseline_fits_and_writes_scores_compare_reads(data, tmp_path, run_cli):
+    import json
+
+    from polyspeech_cli.score.compare import metrics
+
+    out = tmp_path / "pooled" / "scores.json"
+    r = run_cli("pooled-baseline", "--train-cuts", str(data), "--cuts", str(data), "--out", str(out))
+    assert r.exit_code == 0, r.output
+    scores = json.loads(out.read_text())
+    assert set(scores) == {"lid_test", "gid_test"}
+    # 8 utterances, 160 pooled numbers: the training set itself is separable
+    assert scores["lid_test"]["accuracy"] == 1.0 and scores["gid_test"]["accuracy"] == 1.0
+    assert metrics(scores) == {"LID accuracy %": 100.0, "GID accuracy %": 100.0}
+    r = run_cli("pooled-baseline", "--train-cuts", str(data), "--cuts", str(data), "--out", str(out), "--tasks", "asr")
+    assert r.exit_code != 0 and "class tasks" in r.output

@@ -29,6 +29,21 @@ def score(
 
 
 @cli_command
+def pooled_baseline(
+    train_cuts: Annotated[Path, typer.Option("--train-cuts", help="Cuts with features (and language/gender) to fit on.")],
+    cuts: Annotated[Path, typer.Option("--cuts", help="Cuts with features to score, e.g. the test set.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="scores.json to write (the format of `score`; `compare --reference` reads it).")],
+    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated class tasks.")] = "lid,gid",
+) -> None:
+    """The linear floor of LID/GID: logistic regression on each utterance's mean and std of its features."""
+    from polyspeech_cli.score.pooled_baseline import write_baseline
+
+    for name, s in write_baseline(train_cuts, cuts, [t for t in tasks.split(",") if t], out).items():
+        console.print(f"{name}: accuracy {100 * s['accuracy']:.1f}% (pooled-feature logistic regression)")
+    console.print(f"wrote {out}")
+
+
+@cli_command
 def compare(
     systems: Annotated[list[str], typer.Argument(help="LABEL=path/to/scores.json, e.g. single-task=exp/single/scores.json multitask=exp/lm_multi/scores.json")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write the table to (PNGs go beside it).")] = Path("RESULTS.md"),
