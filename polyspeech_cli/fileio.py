@@ -53,38 +53,116 @@ UNSAFE_FIX = ("re-create it with this version of polyspeech (train again into a 
               "re-run the stage that writes it); files from older versions are not converted because loading them could run code")
 
 
-def save_torch_state(path: Path | str, state: dict) -> None:
-    """`torch.save` a training checkpoint atomically. It must hold only tensors and plain
-    values (dict, list, tuple, str, int, float, bool, None): `load_torch_state` refuses anything else."""
+STATE_HEADER = "polyspeech_state"  # the safetensors header entry of a training checkpoint (a model file's is "polyspeech")
+LEGACY_FIX = ("training checkpoints are now ckpt/step-N.safetensors, and .pt (pickle) files are not loaded because loading "
+              "them could run code: retrain into a new --exp-dir")
+
+
+def legacy_checkpoint_error(path: Path | str):
+    """The one error for a `.pt` training checkpoint of an older polyspeech (never unpickled)."""
+    from polyspeech_cli.errors import PolyspeechError
+
+    return PolyspeechError(f"{path}: a training checkpoint of an older polyspeech (a pickled .pt file); {LEGACY_FIX}")
+
+
+def _encode(value, name: str, tensors: dict) -> object:
+    """`value` as JSON, each tensor replaced by {"$tensor": its name in `tensors`} (its dotted path)."""
     import torch
 
+    def sub(key) -> str:
+        return f"{name}.{key}" if name else str(key)
+
+    if isinstance(value, torch.Tensor):
+        key, i = name or "tensor", 1
+        while key in tensors:  # two paths that spell the same (a key holding a dot): keep both
+            key, i = f"{name}#{i}", i + 1
+        tensors[key] = value.detach().cpu().contiguous().clone()  # clone: no shared storage
+        return {"$tensor": key}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, sub(i), tensors) for i, v in enumerate(value)]
+        return items if isinstance(value, list) else {"$tuple": items}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in value):
+            return {k: _encode(v, sub(k), tensors) for k, v in value.items()}
+        if not all(k is None or isinstance(k, (bool, int, float, str)) for k in value):
+            raise TypeError(f"checkpoint entry {name}: dict keys must be str/int/float/bool/None")
+        return {"$items": [[k, _encode(v, sub(k), tensors)] for k, v in value.items()]}
+    raise TypeError(f"checkpoint entry {name}: a {type(value).__name__} is not a tensor or plain value")
+
+
+def _decode(value, tensors: dict) -> object:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"$tensor"}:
+            return tensors[value["$tensor"]]
+        if set(value) == {"$tuple"}:
+            return tuple(_decode(v, tensors) for v in value["$tuple"])
+        if set(value) == {"$items"}:
+            return {k: _decode(v, tensors) for k, v in value["$items"]}
+        return {k: _decode(v, tensors) for k, v in value.items()}
+    return value
+
+
+def save_state_file(path: Path | str, state: dict) -> None:
+    """Write a training checkpoint as safetensors, atomically: every tensor of `state` (nested
+    state dicts, RNG states) in the file under its dotted path (`model.embed.weight`,
+    `optimizer.state.0.exp_avg`), everything else (optimizer param groups, scheduler and sampler
+    state, counters, config) as JSON in the header, with the tensors' places marked. Only tensors
+    and plain values (dict, list, tuple, str, int, float, bool, None) are allowed: a TypeError names
+    any other. `load_state_file` gives back the same structure (tuples, int dict keys included)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    tensors: dict = {}
+    header = json.dumps(_encode(dict(state), "", tensors))  # NaN/inf floats are kept (Python's JSON reads them back)
     with atomic_path(Path(path)) as tmp:
-        torch.save(state, tmp)
+        save_file(tensors, str(tmp), metadata={STATE_HEADER: header})
 
 
-def load_torch_state(path: Path | str, kind: str | None, what: str, missing_fix: str, writer: str) -> dict:
-    """Load a training checkpoint (`torch.load(weights_only=True)`: tensors and plain values only,
-    never pickled code) tagged `kind` (None: any). A missing, unreadable, foreign or unsafe file is a
+def load_state_file(path: Path | str, kind: str | None, what: str, missing_fix: str, writer: str) -> dict:
+    """A training checkpoint written by `save_state_file` (safetensors + JSON: loading it never runs
+    code), tagged `kind` (None: any). A missing, legacy `.pt`, unreadable or foreign file is a
     one-line error naming the file (`what` names the artefact, `writer` the command that makes it)."""
-    import pickle
+    import json
 
-    import torch
+    from safetensors import safe_open
 
     from polyspeech_cli.errors import PolyspeechError
 
     path = Path(path)
+    if path.suffix == ".pt" and path.is_file():
+        raise legacy_checkpoint_error(path)
     if not path.is_file():
         raise PolyspeechError(f"{what} not found: {path} ({missing_fix})")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise PolyspeechError(f"{path}: not a safe checkpoint (it holds pickled code or objects, which are not loaded); "
-                              f"{UNSAFE_FIX}") from e
-    except Exception as e:
-        raise PolyspeechError(f"{path}: not a readable {what} ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = (f.metadata() or {}).get(STATE_HEADER)
+            if header is None:
+                raise PolyspeechError(f"{path}: not a {what} (no training state in it: a model file? {what}s are written by `{writer}`)")
+            state = _decode(json.loads(header), {k: f.get_tensor(k) for k in f.keys()})
+    except PolyspeechError:
+        raise
+    except Exception as e:  # not safetensors (e.g. a pickle), truncated, or a garbled header
+        raise PolyspeechError(f"{path}: not a safe {what} (not a safetensors checkpoint written by `{writer}`: "
+                              f"{type(e).__name__}); {UNSAFE_FIX}") from e
     if not isinstance(state, dict) or (kind is not None and state.get("kind") != kind):
         raise PolyspeechError(f"{path}: not a {what} (written by `{writer}`)")
     return state
+
+
+def is_state_file(path: Path | str) -> bool:
+    """Whether `path` is a training checkpoint (`save_state_file`), not a model file; reads the header only."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return STATE_HEADER in (f.metadata() or {})
+    except Exception:  # unreadable: the loader it goes to says why
+        return False
 
 
 def save_model_file(path: Path | str, tensors: dict, meta: dict) -> None:

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from polyspeech_cli.lm.checkpoint import read_checkpoint
 from polyspeech_cli.training import list_checkpoints
 
 TINY = {
@@ -43,7 +44,7 @@ def _train(cuts: Path, exp: Path, conf: Path, hash_seed: str) -> dict[str, torch
     env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return torch.load(list_checkpoints(exp)[-1], map_location="cpu", weights_only=False)["model"]
+    return read_checkpoint(list_checkpoints(exp)[-1])["model"]
 
 
 def test_two_processes_train_bit_identical_models(cuts, tmp_path):

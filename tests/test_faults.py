@@ -104,7 +104,7 @@ def test_second_training_on_the_same_exp_dir_is_refused(tmp_path, run_cli, verb)
     one line naming the first one's pid, before reading any input or touching the exp dir."""
     exp = tmp_path / "exp"
     (exp / "ckpt").mkdir(parents=True)
-    (exp / "ckpt" / "step-0000002.pt").write_bytes(b"the first run's checkpoint")
+    (exp / "ckpt" / "step-0000002.safetensors").write_bytes(b"the first run's checkpoint")
     proc = hold_lock(exp)
     try:
         args = ["train", verb, "-c", REPO / "conf" / f"{verb}_tiny.yaml", "--train-cuts", tmp_path / "train.jsonl.gz", "--exp-dir", exp]
@@ -115,5 +115,5 @@ def test_second_training_on_the_same_exp_dir_is_refused(tmp_path, run_cli, verb)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert sorted(p.name for p in exp.rglob("*") if p.name != LOCK_NAME) == ["ckpt", "step-0000002.pt"]
-    assert (exp / "ckpt" / "step-0000002.pt").read_bytes() == b"the first run's checkpoint"
+    assert sorted(p.name for p in exp.rglob("*") if p.name != LOCK_NAME) == ["ckpt", "step-0000002.safetensors"]
+    assert (exp / "ckpt" / "step-0000002.safetensors").read_bytes() == b"the first run's checkpoint"

@@ -22,7 +22,7 @@ from polyspeech_cli.errors import PolyspeechError  # noqa: E402
 from polyspeech_cli.training import checkpoint_step, list_checkpoints  # noqa: E402
 from polyspeech_cli.lm.data import TaskDataset  # noqa: E402
 from polyspeech_cli.lm.model import PolySpeechLM  # noqa: E402
-from polyspeech_cli.lm.checkpoint import build_model, load_model  # noqa: E402
+from polyspeech_cli.lm.checkpoint import build_model, load_model, read_checkpoint  # noqa: E402
 from polyspeech_cli.lm.config import TrainConfig  # noqa: E402
 from polyspeech_cli.lm.train import task_probabilities, train  # noqa: E402
 from polyspeech_cli.lm.vocab import Vocab  # noqa: E402
@@ -133,8 +133,8 @@ def test_resume_is_exact(data, tmp_path):
     # An interrupted run: the same config (the schedule spans 8 steps) stopped after step 4.
     train(straight, data, None, tmp_path / "b", progress=False, log=lambda *a: None, stop_at=4)
     train(straight, data, None, tmp_path / "b", resume=True, progress=False, log=lambda *a: None)
-    a = torch.load(list_checkpoints(tmp_path / "a")[-1], weights_only=True)
-    b = torch.load(list_checkpoints(tmp_path / "b")[-1], weights_only=True)
+    a = read_checkpoint(list_checkpoints(tmp_path / "a")[-1])
+    b = read_checkpoint(list_checkpoints(tmp_path / "b")[-1])
     assert a["step"] == b["step"] == 8
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -163,7 +163,7 @@ def test_resume_skips_continues_or_refuses(data, tmp_path):
     r = train(tiny_cfg(max_steps=3, tasks=["lid"]), data, None, exp, resume=True, progress=False, log=lines.append)
     assert r["step"] == 3 and any("resumed from" in str(m) and "step-0000002" in str(m) for m in lines)
     model, _, _ = load_model(exp)  # the final model.safetensors, step 3
-    ckpt = torch.load(list_checkpoints(exp)[-1], weights_only=True)
+    ckpt = read_checkpoint(list_checkpoints(exp)[-1])
     assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
 
 
@@ -265,7 +265,7 @@ def test_ddp_two_gloo_processes(data, tmp_path):
            "--config", str(conf), "--train-cuts", str(data), "--exp-dir", str(tmp_path / "exp"), "--tasks", "asr,lid,gid", "--no-progress"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    ckpt = torch.load(list_checkpoints(tmp_path / "exp")[-1], weights_only=True)
+    ckpt = read_checkpoint(list_checkpoints(tmp_path / "exp")[-1])
     assert ckpt["world_size"] == 2 and set(ckpt["streams"]) == {0, 1} and ckpt["step"] == 3
 
 
@@ -336,12 +336,12 @@ def test_keep_last_and_average(data, tmp_path):
     exp = tmp_path / "exp"
     train(tiny_cfg(max_steps=6, tasks=["lid"], checkpoint_every=2, keep_last=2, average_last=2), data, None, exp, progress=False, log=lambda *a: None)
     ckpts = list_checkpoints(exp)
-    assert [p.name for p in ckpts] == ["step-0000004.pt", "step-0000006.pt"]
-    avg = torch.load(exp / "ckpt" / "avg-2.pt", weights_only=True)["model"]
-    a, b = (torch.load(p, weights_only=True)["model"] for p in ckpts)
+    assert [p.name for p in ckpts] == ["step-0000004.safetensors", "step-0000006.safetensors"]
+    avg = read_checkpoint(exp / "ckpt" / "avg-2.safetensors")["model"]
+    a, b = (read_checkpoint(p)["model"] for p in ckpts)
     key = "llm.model.layers.0.mlp.up_proj.weight"
     assert torch.allclose(avg[key], (a[key] + b[key]) / 2, atol=1e-6)
-    load_model(exp, exp / "ckpt" / "avg-2.pt")  # decodable
+    load_model(exp, exp / "ckpt" / "avg-2.safetensors")  # decodable
 
 
 def test_single_task_budget_is_the_multitask_runs_own_task_steps(data, tmp_path):

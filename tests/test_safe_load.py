@@ -2,8 +2,9 @@
 
 The payload is an object whose unpickling would create a marker file (`open(marker, "w")`); it is
 placed where each loader looks (final models `model.safetensors`, training checkpoints
-`ckpt/step-N.pt`, k-means centroids), and every command must exit 1 with one clear line naming
-the file while the marker never appears. The trained exp dirs come from test_decode's `system`
+`ckpt/step-N.safetensors`, k-means centroids), and every command must exit 1 with one clear line
+naming the file while the marker never appears. Training checkpoints of older versions
+(`ckpt/step-N.pt`, pickles) are refused by name, never opened. The trained exp dirs come from test_decode's `system`
 fixture (LM, codec, vocoder), plus a tiny codec and vocoder trained here for the --resume cases.
 """
 
@@ -94,7 +95,7 @@ def test_lm_loaders_refuse(env, tmp_path):
     refused(run_flat("synthesize", "--text", "good day", "--lang", "en", "--prompt", env["audio"], "--out", tmp_path / "o.wav", "--model", lm),
             model, marker)
     refused(run_flat("bench", "decode", "--exp-dir", lm, "--tokens", 2, "--max-cuts", 1), model, marker)
-    ckpt = sorted((lm / "ckpt").glob("step-*.pt"))[-1]
+    ckpt = sorted((lm / "ckpt").glob("step-*.safetensors"))[-1]
     poison(ckpt, marker)
     refused(run_flat("decode", "--task", "lid", "--exp-dir", lm, "--cuts", env["cuts"], "--checkpoint", ckpt), ckpt, marker)
     # train lm --resume reads the newest checkpoint
@@ -135,8 +136,90 @@ def test_token_extraction_and_codec_eval_refuse(env, tmp_path):
 def test_train_resume_refuses(env, tmp_path, kind):
     marker = tmp_path / "marker"
     exp = fresh_copy(env["root"] / f"{kind}_run", tmp_path / kind)
-    ckpt = poison(sorted((exp / "ckpt").glob("step-*.pt"))[-1], marker)
+    ckpt = poison(sorted((exp / "ckpt").glob("step-*.safetensors"))[-1], marker)
     conf = env["root"] / ("codec.yaml" if kind == "codec" else "voc.yaml")
     extra = ("--dev-cuts", env["cuts"]) if kind == "codec" else ("--no-progress", "--threads", 1)
     r = run_flat("train", kind, "-c", conf, "--train-cuts", env["cuts"], *extra, "--exp-dir", exp, "--max-steps", 4, "--resume")
     refused(r, ckpt, marker)
+
+
+def legacy_refused(result, path: Path, marker: Path) -> None:
+    """One line naming the old .pt file and saying to retrain into a new --exp-dir; nothing unpickled."""
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert out.startswith("error:") and out.count("error:") == 1 and path.name in out and "new --exp-dir" in out, result.output
+    assert "Traceback" not in result.output and not marker.exists(), result.output
+
+
+def test_legacy_pt_checkpoints_are_refused_by_name(env, tmp_path):
+    """An exp dir holding `ckpt/step-N.pt` of an older version: training (--resume or not) and
+    decoding stop with one line naming the file; the pickle is never loaded."""
+    marker = tmp_path / "marker"
+    lm = fresh_copy(env["lm"], tmp_path / "exp" / "lm")
+    old = poison(lm / "ckpt" / "step-0000009.pt", marker)
+    legacy_refused(run_flat("train", "lm", "-c", lm / "config.yaml", "--train-cuts", env["cuts"], "--exp-dir", lm, "--resume",
+                            "--no-progress"), old, marker)
+    legacy_refused(run_flat("train", "lm", "-c", lm / "config.yaml", "--train-cuts", env["cuts"], "--exp-dir", lm, "--no-progress"),
+                   old, marker)
+    legacy_refused(run_flat("decode", "--task", "lid", "--exp-dir", lm, "--cuts", env["cuts"]), old, marker)
+    old.unlink()
+    avg = poison(tmp_path / "avg-2.pt", marker)
+    legacy_refused(run_flat("decode", "--task", "lid", "--exp-dir", lm, "--cuts", env["cuts"], "--checkpoint", avg), avg, marker)
+    for kind in ("codec", "vocoder"):
+        exp = fresh_copy(env["root"] / f"{kind}_run", tmp_path / kind)
+        old = poison(exp / "ckpt" / "step-0000001.pt", marker)
+        conf = env["root"] / ("codec.yaml" if kind == "codec" else "voc.yaml")
+        extra = ("--dev-cuts", env["cuts"]) if kind == "codec" else ("--no-progress", "--threads", 1)
+        legacy_refused(run_flat("train", kind, "-c", conf, "--train-cuts", env["cuts"], *extra, "--exp-dir", exp, "--max-steps", 4,
+                                "--resume"), old, marker)
+
+
+def test_checkpoint_file_round_trip(tmp_path):
+    """A training state (model, fused AdamW, scheduler, scaler, int-keyed sampler positions, RNG
+    states, tuples, inf, None) comes back equal from `ckpt/step-N.safetensors`: tensors in the file,
+    the rest as JSON in its header, no pickle anywhere."""
+    import json
+    import random
+
+    from safetensors import safe_open
+
+    from polyspeech_cli.fileio import STATE_HEADER, load_state_file
+    from polyspeech_cli.lm.checkpoint import rng_state
+    from polyspeech_cli.training import list_checkpoints, save_checkpoint
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.98), fused=True)
+    m(torch.randn(2, 3)).sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    state = {"model": m.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "scaler": torch.amp.GradScaler("cpu", enabled=True).state_dict(), "streams": {0: {"asr": {"epoch": 1, "pos": 3}}},
+             "task_rng": rng_state(random.Random(3)), "torch_rng": torch.get_rng_state(), "cuda_rng": None,
+             "best": {"error": float("inf"), "model": None}, "empty": torch.zeros(0, 3), "half": torch.tensor(2.5, dtype=torch.bfloat16),
+             "a.b": torch.ones(1), "a": {"b": torch.zeros(1)}, "$odd": (1, 2.0, "x"), "step": 7}
+    path = save_checkpoint(tmp_path, 7, state, keep_last=1)
+    assert path.name == "step-0000007.safetensors" and list_checkpoints(tmp_path) == [path]
+    back = load_state_file(path, None, "checkpoint", "", "")
+
+    def same(a, b, where="") -> None:
+        assert type(a) is type(b) or (isinstance(a, dict) and type(b) is dict), where
+        if isinstance(a, torch.Tensor):
+            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), where
+        elif isinstance(a, dict):
+            assert list(a) == list(b), where
+            for k in a:
+                same(a[k], b[k], f"{where}.{k}")
+        elif isinstance(a, (list, tuple)):
+            assert len(a) == len(b), where
+            for i, (x, y) in enumerate(zip(a, b)):
+                same(x, y, f"{where}.{i}")
+        else:
+            assert a == b, where
+
+    same(state, back)
+    torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.98), fused=True).load_state_dict(back["optimizer"])
+    with safe_open(str(path), framework="pt") as f:
+        assert "model.0.weight" in f.keys() and "optimizer.state.0.exp_avg" in f.keys()
+        json.loads(f.metadata()[STATE_HEADER])
+    assert path.read_bytes()[8:9] == b"{"  # a safetensors JSON header, not a pickle

@@ -1,7 +1,8 @@
-"""Codec experiment files, the same layout as every trainer's: `EXP/ckpt/step-N.pt` (full training
-state for --resume, plain tensors and values: loaded with `weights_only=True`) and
-`EXP/model.safetensors` (weights + config, feature dim/type and normalisation in its JSON header:
-all that token extraction and decoding need; loading it never runs code). Written atomically."""
+"""Codec experiment files, the same layout as every trainer's: `EXP/ckpt/step-N.safetensors`
+(full training state for --resume: tensors in the file, every other value as JSON in its header)
+and `EXP/model.safetensors` (weights + config, feature dim/type and normalisation in its JSON
+header: all that token extraction and decoding need). Loading either never runs code. Written
+atomically."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from polyspeech_cli.codec.config import CodecConfig
 from polyspeech_cli.codec.model import SSETCodec
 from polyspeech_cli.config import from_dict
-from polyspeech_cli.fileio import load_model_file, load_torch_state, save_model_file
+from polyspeech_cli.fileio import load_model_file, load_state_file, save_model_file
 
 KIND = "sset_codec"
 MODEL = "model.safetensors"
@@ -20,7 +21,7 @@ _WRITER = "polyspeech train codec"
 
 
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
-    return load_torch_state(path, KIND, "SSET codec checkpoint", "train one with `polyspeech train codec` or check the path", _WRITER)
+    return load_state_file(path, KIND, "SSET codec checkpoint", "train one with `polyspeech train codec` or check the path", _WRITER)
 
 
 def save_model(path: Path, model: SSETCodec, cfg: CodecConfig, meta: dict[str, Any], step: int) -> None:

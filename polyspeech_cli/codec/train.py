@@ -79,7 +79,7 @@ def train_codec(
 ) -> dict[str, Any]:
     """Train (or resume) the codec; returns the last dev metrics.
 
-    Writes exp_dir/{config.yaml, run.json, ckpt/step-N.pt, model.safetensors, train_log.csv,
+    Writes exp_dir/{config.yaml, run.json, ckpt/step-N.safetensors, model.safetensors, train_log.csv,
     reconstruction.png}. `stop_at` ends this run early at that step (checkpointed; the LR schedule
     still spans cfg.max_steps), so a long training can be split into time-boxed runs with --resume.
     Runs holding `exp_dir_lock(exp_dir)`: a second training on the same exp dir is refused.

@@ -64,7 +64,7 @@ def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
         model, vocab, cfg = load_model(exp_dir, path)
     except PolyspeechError:
         raise
-    except Exception as e:  # a truncated/garbled .pt or a config from another version
+    except Exception as e:  # a truncated/garbled file or a config from another version
         raise PolyspeechError(f"{path}: cannot load the LM checkpoint ({type(e).__name__}: {e}); retrain or pass another --checkpoint") from e
     return LoadedLM(model, vocab, cfg, exp_dir, path, _feat_dim(model))
 

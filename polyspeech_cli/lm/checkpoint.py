@@ -1,8 +1,8 @@
-"""LM experiment files, the same layout as every trainer's: `EXP/ckpt/step-N.pt` (everything
-needed to continue exactly: model, optimiser, scheduler, scaler, sampler positions, task-choice and
-torch RNG states; tensors and plain values only, loaded with `weights_only=True`; the last K kept)
-and `EXP/model.safetensors` (the final weights + step, vocabulary fingerprint and feature dim in its
-JSON header; loading it never runs code). Written atomically."""
+"""LM experiment files, the same layout as every trainer's: `EXP/ckpt/step-N.safetensors`
+(everything needed to continue exactly: model, optimiser, scheduler, scaler, sampler positions,
+task-choice and torch RNG states; tensors in the file, every other value as JSON in its header:
+loading it never runs code; the last K kept) and `EXP/model.safetensors` (the final weights +
+step, vocabulary fingerprint and feature dim in its JSON header). Written atomically."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.training import RUN_STAMP, checkpoint_step, list_checkpoints
-from polyspeech_cli.fileio import load_model_file, load_torch_state, read_model_meta, save_model_file, save_torch_state
+from polyspeech_cli.fileio import (is_state_file, legacy_checkpoint_error, load_model_file, load_state_file, read_model_meta,
+                                   save_model_file, save_state_file)
 from polyspeech_cli.stamps import read_stamp
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.model import PolySpeechLM
@@ -25,7 +26,7 @@ _FIX = "train first with `polyspeech train lm`, or pass another --checkpoint"
 
 
 def rng_state(rng) -> list:
-    """A `random.Random` state as plain lists (what a weights-only checkpoint can hold)."""
+    """A `random.Random` state as plain lists (what a checkpoint's JSON header holds)."""
     version, internal, gauss = rng.getstate()
     return [version, list(internal), gauss]
 
@@ -37,7 +38,7 @@ def set_rng_state(rng, state) -> None:
 
 def read_checkpoint(path: Path) -> dict:
     """A training checkpoint (no vocabulary check)."""
-    return load_torch_state(path, None, "LM checkpoint", _FIX, _WRITER)
+    return load_state_file(path, None, "LM checkpoint", _FIX, _WRITER)
 
 
 def load_checkpoint(path: Path, vocab_fingerprint: str) -> dict:
@@ -68,7 +69,7 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
     last["averaged"] = [p.name for p in paths]
     for key in ("optimizer", "scheduler", "scaler"):
         last.pop(key, None)
-    save_torch_state(out, last)
+    save_state_file(out, last)
     return out
 
 
@@ -109,7 +110,8 @@ def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
 
 def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeechLM, Vocab, TrainConfig]:
     """Model (eval mode, CPU), vocabulary and config of an experiment; `checkpoint` is a
-    `ckpt/*.pt` or a `model.safetensors` file; by default `default_model(exp_dir)`."""
+    training checkpoint (`ckpt/step-N.safetensors`, `ckpt/avg-K.safetensors`) or a model file
+    (`model.safetensors`); by default `default_model(exp_dir)`."""
     from polyspeech_cli.config import load_config
 
     exp_dir = Path(exp_dir)
@@ -117,15 +119,17 @@ def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeec
     vocab = Vocab.load(exp_dir / "vocab.json")
     path = Path(checkpoint) if checkpoint else default_model(exp_dir)
     if path is None:
-        raise PolyspeechError(f"no model in {exp_dir} ({MODEL} or ckpt/step-N.pt; train first, or pass --checkpoint)")
-    if path.suffix == ".safetensors":
+        raise PolyspeechError(f"no model in {exp_dir} ({MODEL} or ckpt/step-N.safetensors; train first, or pass --checkpoint)")
+    if path.suffix == ".pt":
+        raise legacy_checkpoint_error(path)
+    if is_state_file(path):
+        state = load_checkpoint(path, vocab.fingerprint)
+    else:  # a model file (load_model_file names anything else)
         weights, meta = load_model_file(path, KIND, "LM model", _FIX, _WRITER)
         if meta.get("vocab_fingerprint") != vocab.fingerprint:
             raise PolyspeechError(f"{path} was trained with a different vocabulary than {exp_dir / 'vocab.json'} "
                                   f"(fingerprint {meta.get('vocab_fingerprint')} != {vocab.fingerprint}): retrain, or restore vocab.json")
         state = {"model": weights, "feat_dim": meta["feat_dim"]}
-    else:
-        state = load_checkpoint(path, vocab.fingerprint)
     model = build_model(cfg, vocab, state["feat_dim"])
     state["model"].setdefault("rates", model.rates)  # checkpoints from before aligned positions
     state["model"].setdefault("feat_stats", model.feat_stats)  # ... and from before global CMVN

@@ -46,7 +46,7 @@ class TrainConfig:
     patience: int = 0
     checkpoint_every: int = 500
     keep_last: int = 3
-    average_last: int = 0  # >1: also write ckpt/avg-<K>.pt averaging the last K checkpoints
+    average_last: int = 0  # >1: also write ckpt/avg-<K>.safetensors averaging the last K checkpoints
     # Single-task baseline with a multitask run's budget: train the one task in `tasks` for the
     # steps (and warm-up) that a multitask run of this config over these tasks spends on it,
     # max_steps * p_task, i.e. on as many batches of the task as the multitask model sees.

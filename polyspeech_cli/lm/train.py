@@ -486,7 +486,7 @@ def _train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: P
         save_model(exp_dir, model, saved_step, vocab.fingerprint, feat_dim, trained_steps=step)
         mark_run(exp_dir, key, finished=finished, outputs=[exp_dir / MODEL], step=step)
         if cfg.average_last > 1:
-            average_checkpoints(list_checkpoints(exp_dir)[-cfg.average_last :], exp_dir / "ckpt" / f"avg-{cfg.average_last}.pt")
+            average_checkpoints(list_checkpoints(exp_dir)[-cfg.average_last :], exp_dir / "ckpt" / f"avg-{cfg.average_last}.safetensors")
         metrics = last_eval if last_eval is not None else run_eval()  # the saved model's dev metrics, evaluated once
         plot_losses(exp_dir / "train_log.csv", exp_dir / "losses.png")
         say(f"done: {step} steps in {time.time() - t0:.0f} s; log {exp_dir / 'train_log.csv'}, curves {exp_dir / 'losses.png'}")

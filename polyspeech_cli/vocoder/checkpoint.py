@@ -1,8 +1,8 @@
-"""Vocoder experiment files, the same layout as every trainer's: `EXP/ckpt/step-N.pt` (full
-training state for --resume, plain tensors and values: loaded with `weights_only=True`) and
-`EXP/model.safetensors` (decoder + speaker encoder weights, optional HiFi-GAN generator, and in its
-JSON header the config and input-feature description: all that synthesis needs; loading it never
-runs code). Written atomically."""
+"""Vocoder experiment files, the same layout as every trainer's: `EXP/ckpt/step-N.safetensors`
+(full training state for --resume: tensors in the file, every other value as JSON in its header)
+and `EXP/model.safetensors` (decoder + speaker encoder weights, optional HiFi-GAN generator, and in
+its JSON header the config and input-feature description: all that synthesis needs). Loading
+either never runs code. Written atomically."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from polyspeech_cli.fileio import flatten, load_model_file, load_torch_state, nest, save_model_file
+from polyspeech_cli.fileio import flatten, load_model_file, load_state_file, nest, save_model_file
 
 KIND = "polyspeech_vocoder"
 MODEL = "model.safetensors"
@@ -21,7 +21,7 @@ _WRITER = "polyspeech train vocoder"
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """A training checkpoint, with the error a user can act on."""
-    return load_torch_state(path, KIND, "vocoder checkpoint", f"train with `polyspeech train vocoder --exp-dir {Path(path).parent.parent}`",
+    return load_state_file(path, KIND, "vocoder checkpoint", f"train with `polyspeech train vocoder --exp-dir {Path(path).parent.parent}`",
                             _WRITER)
 
 
