@@ -128,8 +128,7 @@ def _train_codec(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["rng"])
-        if "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
+        scaler.load_state_dict(state["scaler"])
         step = state["step"]
         console.print(f"resuming {exp_dir} at step {step}")
     meta = {"feat_dim": train.dim, "feature_type": train.feature_type, "frame_shift": train.frame_shift,

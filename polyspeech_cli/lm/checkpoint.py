@@ -11,10 +11,9 @@ from pathlib import Path
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.training import RUN_STAMP, checkpoint_step, list_checkpoints
+from polyspeech_cli.training import checkpoint_step, list_checkpoints
 from polyspeech_cli.fileio import (is_state_file, legacy_checkpoint_error, load_model_file, load_state_file, read_model_meta,
                                    save_model_file, save_state_file)
-from polyspeech_cli.stamps import read_stamp
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.vocab import Vocab
@@ -95,11 +94,7 @@ def default_model(exp_dir: Path) -> Path | None:
     model = exp_dir / MODEL
     if model.is_file():
         meta = read_model_meta(model, KIND, "LM model", _FIX, _WRITER)
-        step = meta.get("trained_steps")
-        if step is None:  # written before `trained_steps` existed: the finished run's own record, else the weights' step
-            run = read_stamp(exp_dir / RUN_STAMP) or {}
-            step = run.get("step") if run.get("finished") else meta.get("step", 0)
-        if not ckpts or checkpoint_step(ckpts[-1]) <= int(step):
+        if not ckpts or checkpoint_step(ckpts[-1]) <= int(meta.get("trained_steps", meta.get("step", 0))):
             return model
     return ckpts[-1] if ckpts else None
 
@@ -131,7 +126,5 @@ def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeec
                                   f"(fingerprint {meta.get('vocab_fingerprint')} != {vocab.fingerprint}): retrain, or restore vocab.json")
         state = {"model": weights, "feat_dim": meta["feat_dim"]}
     model = build_model(cfg, vocab, state["feat_dim"])
-    state["model"].setdefault("rates", model.rates)  # checkpoints from before aligned positions
-    state["model"].setdefault("feat_stats", model.feat_stats)  # ... and from before global CMVN
     model.load_state_dict(state["model"])
     return model.eval(), vocab, cfg

@@ -335,7 +335,6 @@ def _train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: P
     # Early stopping: the best dev error so far, its step and weights, evaluations since it.
     best: dict = {"error": float("inf"), "step": 0, "bad": 0, "model": None}
     if state is not None:
-        state["model"].setdefault("feat_stats", model.feat_stats)  # checkpoints from before global CMVN
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -348,8 +347,8 @@ def _train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: P
         if torch.cuda.is_available() and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, hours_seen = state["step"], state["hours_seen"]
-        task_steps.update(state.get("task_steps", {}))
-        best.update(state.get("best", {}))
+        task_steps.update(state["task_steps"])
+        best.update(state["best"])
         say(f"resumed from {list_checkpoints(exp_dir)[-1]} at step {step}")
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if distributed else model
     csv_log = CsvLog(exp_dir / "train_log.csv", LOG_FIELDS, fresh=state is None) if is_main else None
