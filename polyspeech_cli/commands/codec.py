@@ -42,7 +42,7 @@ def codec_eval(
 ) -> None:
     """Compare feature reconstruction: SSET 1 codebook, SSET all codebooks, k-means with the same K (and at SSET's token rate)."""
     from polyspeech_cli.codec.checkpoint import model_path
-    from polyspeech_cli.codec.compare import compare
+    from polyspeech_cli.tokens.compare import compare
 
     checkpoint = model_path(checkpoint)
     compare(dev_cuts, checkpoint, kmeans, train_cuts, out or checkpoint.parent / "codec_eval.json", max_cuts)
