@@ -66,7 +66,15 @@ def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
         raise
     except Exception as e:  # a truncated/garbled file or a config from another version
         raise PolyspeechError(f"{path}: cannot load the LM checkpoint ({type(e).__name__}: {e}); retrain or pass another --checkpoint") from e
-    return LoadedLM(model, vocab, cfg, exp_dir, path, _feat_dim(model))
+    return wrap_model(model, vocab, cfg, exp_dir, path)
+
+
+def wrap_model(model, vocab, cfg, exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
+    """A model in memory (e.g. the one being trained) as what decoding takes, with the feature dim
+    read off its speech adapter; `exp_dir` holds its features.json, `checkpoint` (default
+    `exp_dir`) is only what messages name."""
+    exp_dir = Path(exp_dir)
+    return LoadedLM(model, vocab, cfg, exp_dir, Path(checkpoint) if checkpoint else exp_dir, _feat_dim(model))
 
 
 def _feat_dim(model) -> int:

@@ -28,7 +28,7 @@ def evaluate(model: PolySpeechLM, vocab: Vocab, cfg: TrainConfig, cuts, tasks: l
     `exp_dir` is where the model's `features.json` lies (for cuts without stored features)."""
     was_training = model.training
     model.eval()
-    lm = lm_io.LoadedLM(model, vocab, cfg, exp_dir=Path(exp_dir), checkpoint=Path(exp_dir), feat_dim=-1)
+    lm = lm_io.wrap_model(model, vocab, cfg, exp_dir)
     metrics: dict[str, float] = {}
     for task in [t for t in tasks if t != "tts"]:
         labelled = [c for c in cuts if has_labels(c, task, cfg.data)]  # a dev set: small
