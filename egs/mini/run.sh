@@ -86,7 +86,7 @@ train_lm() {  # train_lm NAME TASKS [extra options]
     --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
 }
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "Stage 4: train the multitask LM ($lm_steps steps), the four single-task LMs (each until its dev metric stops improving, patience $patience, at most $lm_steps steps) and the speech decoder, $nj at a time"
+  log "Stage 4: train the multitask LM ($lm_steps steps), the four single-task LMs (--single-steps $single_steps: the multitask LM's steps of their task or all of them; early stopping, patience $patience) and the speech decoder, $nj at a time"
   train_lm_systems "$data_dir/fbank/synth_cuts_train.jsonl.gz" "$data_dir/fbank/synth_cuts_dev.jsonl.gz"
 fi
 
@@ -145,9 +145,13 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   # TTS intelligibility: the judge's transcripts of each system's TTS audio
   judge=$(tts_judge)
   polyspeech score "$judge"/decode_asr_tts_{multi,tts,resynth} --out "$exp_dir/tts_asr/RESULTS.md"
+  # LID/GID's linear floor: logistic regression on each utterance's pooled fbank (train -> test)
+  polyspeech pooled-baseline --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" --cuts "$data_dir/fbank/synth_cuts_test.jsonl.gz" \
+    --out "$exp_dir/pooled/scores.json"
   resynth="real SSET tokens resynthesized (TTS back-end upper bound)"
   polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out "$results" \
     --reference "$resynth=$exp_dir/resynth/scores.json" --bars conf/quality_bars.yaml \
+    --reference "pooled-fbank logistic regression (the LID/GID linear floor)=$exp_dir/pooled/scores.json" \
     --tts-asr "single-task=$judge/decode_asr_tts_tts" --tts-asr "multitask=$judge/decode_asr_tts_multi" \
     --tts-asr "$resynth=$judge/decode_asr_tts_resynth" --tts-judge "$([ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask)" \
     $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md --budget-rule "$(budget_rule)"
