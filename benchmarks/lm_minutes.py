@@ -53,6 +53,12 @@ def step_time(train: list[tuple[int, float]]) -> float:
     return statistics.median(rates) if rates else float("nan")
 
 
+def changes(exp: Path) -> str:
+    """The run's config overrides (written by minutes_sweep.sh), or that it ran the default."""
+    path = exp / "overrides.txt"
+    return (path.read_text(encoding="utf-8").strip() if path.is_file() else "") or "(the default of the time)"
+
+
 def table(exps: list[Path], minutes: float, baseline: str | None) -> str:
     rows, present = [], set()
     for exp in exps:
@@ -63,8 +69,7 @@ def table(exps: list[Path], minutes: float, baseline: str | None) -> str:
     head = ["variant", "changes", *[f"{name} at {minutes:g} min" for _, name in metrics], "s / step", f"steps in {minutes:g} min"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for exp, evals, train in rows:
-        changes = (exp / "overrides.txt").read_text(encoding="utf-8").strip() if (exp / "overrides.txt").is_file() else ""
-        cells = [f"**{exp.name}**" if exp.name == baseline else exp.name, changes or "(today's default)"]
+        cells = [f"**{exp.name}**" if exp.name == baseline else exp.name, changes(exp)]
         for k, _ in metrics:
             if k not in evals:
                 cells.append("–")
@@ -87,11 +92,11 @@ def spread(exps: list[Path], metric: str) -> str:
     if not runs:
         raise SystemExit(f"error: no run has dev evaluations of {metric}")
     steps = sorted({s for _, by_step in runs for s in by_step})
-    out = ["| run | precision | seed | " + " | ".join(f"step {s}" for s in steps) + " |", "|" + "---|" * (3 + len(steps))]
+    out = ["| run | changes | precision | seed | " + " | ".join(f"step {s}" for s in steps) + " |", "|" + "---|" * (4 + len(steps))]
     finals = []
     for exp, by_step in runs:
         _, precision, seed = exp.parent.name.rsplit("_", 2)
-        out.append(f"| {exp.name} | {precision} | {seed.lstrip('s')} | " + " | ".join(f"{by_step[s]:.3f}" if s in by_step else "–" for s in steps) + " |")
+        out.append(f"| {exp.name} | {changes(exp)} | {precision} | {seed.lstrip('s')} | " + " | ".join(f"{by_step[s]:.3f}" if s in by_step else "–" for s in steps) + " |")
         finals.append(by_step[max(by_step)])
     out.append(f"\n{metric} at the last evaluation over {len(finals)} runs: mean {statistics.mean(finals):.3f}, "
                f"spread (max - min) {max(finals) - min(finals):.3f}, lowest {min(finals):.3f}\n")

@@ -4,6 +4,7 @@
 #   lane LOG_FILE CMD...    run CMD in the background (output in LOG_FILE) once fewer than $nj such
 #                           jobs run; in the foreground when nj = 1
 #   wait_lanes              wait for every lane job; exit 1 naming the logs if one failed
+#   scaled_steps CONFIG     max_steps of that YAML config x $budget (the embedded recipes' --budget)
 
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}) $*"; }
 
@@ -26,6 +27,10 @@ wait_lanes() {
   for pid in "${lane_pids[@]}"; do wait "$pid" || failed=1; done
   lane_pids=()
   [ "$failed" = 0 ] || { log "a background job failed: see the logs named above"; exit 1; }
+}
+
+scaled_steps() {
+  python3 -c 'import sys, yaml; print(max(1, round(yaml.safe_load(open(sys.argv[1]))["max_steps"] * float(sys.argv[2]))))' "$1" "$budget"
 }
 
 # train_lm_systems TRAIN_CUTS DEV_CUTS: the embedded recipes' training stage: the multitask LM, the

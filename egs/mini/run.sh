@@ -26,9 +26,6 @@ conf=../../conf        # the YAML configs (tiny CPU ones by default)
 
 . ../../utils/recipe_lib.sh  # log, lane, wait_lanes
 
-scaled_steps() {  # scaled_steps CONFIG: max_steps of that YAML config x $budget
-  python3 -c 'import sys, yaml; print(max(1, round(yaml.safe_load(open(sys.argv[1]))["max_steps"] * float(sys.argv[2]))))' "$1" "$budget"
-}
 synth_opts=(--config "$conf/synth.yaml")
 codec_opts=(--config "$conf/codec_tiny.yaml" --max-steps "$(scaled_steps "$conf/codec_tiny.yaml")")
 vocoder_opts=(--config "$conf/vocoder_tiny.yaml" --max-steps "$(scaled_steps "$conf/vocoder_tiny.yaml")")
@@ -53,23 +50,23 @@ sets="train dev test"
 tasks="asr tts lid gid"
 feats=$data_dir/sset   # cuts carrying fbank features *and* SSET tokens
 
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+if stage_on 0; then
   log "Stage 0: generate the eSpeak NG corpus and prepare Lhotse manifests in $data_dir"
   polyspeech prepare synth --corpus-dir "$corpus_dir" --data-dir "$data_dir" "${synth_opts[@]}"
 fi
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+if stage_on 1; then
   log "Stage 1: 80-dim fbank features (the offline semantic stream) in $data_dir/fbank"
   polyspeech extract-tokens --type fbank $(for s in $sets; do echo "$data_dir/synth_cuts_$s.jsonl.gz"; done) --out-dir "$data_dir/fbank"
 fi
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+if stage_on 2; then
   log "Stage 2: train the SSET codec on fbank in $exp_dir/codec"
   polyspeech train codec "${codec_opts[@]}" --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" \
     --dev-cuts "$data_dir/fbank/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/codec" --resume
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+if stage_on 3; then
   log "Stage 3: SSET tokens, the k-means baseline (K=$kmeans_k) and their comparison"
   fbank_cuts=$(for s in $sets; do echo "$data_dir/fbank/synth_cuts_$s.jsonl.gz"; done)
   polyspeech extract-tokens --type sset $fbank_cuts --checkpoint "$exp_dir/codec/model.safetensors" --out-dir "$data_dir/sset"
@@ -85,8 +82,8 @@ train_lm() {  # train_lm NAME TASKS [extra options]
   polyspeech train lm "${lm_opts[@]}" --tasks "$task_list" --train-cuts "$feats/synth_cuts_train.jsonl.gz" \
     --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
 }
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "Stage 4: train the multitask LM ($lm_steps steps), the four single-task LMs (each until its dev metric stops improving, patience $patience, at most $lm_steps steps) and the speech decoder, $nj at a time"
+if stage_on 4; then
+  log "Stage 4: train the multitask LM ($lm_steps steps), the four single-task LMs (--single-steps $single_steps: the multitask LM's steps of their task or all of them; early stopping, patience $patience) and the speech decoder, $nj at a time"
   train_lm_systems "$data_dir/fbank/synth_cuts_train.jsonl.gz" "$data_dir/fbank/synth_cuts_dev.jsonl.gz"
 fi
 
@@ -116,7 +113,7 @@ decode_system() {  # decode_system LM...: every task of the test set with these 
   done
 }
 
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+if stage_on 5; then
   log "Stage 5: decode the test set: every task with the multitask LM and with its single-task LM"
   lane "$exp_dir/lm_multi/decode.log" decode_system multi
   lane "$exp_dir/decode_single.log" decode_system $tasks
@@ -134,7 +131,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   wait_lanes
 fi
 
-if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+if stage_on 6; then
   log "Stage 6: score, and the single-task vs multitask table in RESULTS.md"
   polyspeech score "$exp_dir"/lm_multi/decode_{asr,tts,lid,gid}_test --out "$exp_dir/lm_multi/RESULTS.md"
   mkdir -p "$exp_dir/single"
@@ -145,9 +142,13 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   # TTS intelligibility: the judge's transcripts of each system's TTS audio
   judge=$(tts_judge)
   polyspeech score "$judge"/decode_asr_tts_{multi,tts,resynth} --out "$exp_dir/tts_asr/RESULTS.md"
+  # LID/GID's linear floor: logistic regression on each utterance's pooled fbank (train -> test)
+  polyspeech pooled-baseline --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" --cuts "$data_dir/fbank/synth_cuts_test.jsonl.gz" \
+    --out "$exp_dir/pooled/scores.json"
   resynth="real SSET tokens resynthesized (TTS back-end upper bound)"
   polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out "$results" \
     --reference "$resynth=$exp_dir/resynth/scores.json" --bars conf/quality_bars.yaml \
+    --reference "pooled-fbank logistic regression (the LID/GID linear floor)=$exp_dir/pooled/scores.json" \
     --tts-asr "single-task=$judge/decode_asr_tts_tts" --tts-asr "multitask=$judge/decode_asr_tts_multi" \
     --tts-asr "$resynth=$judge/decode_asr_tts_resynth" --tts-judge "$([ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask)" \
     $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md --budget-rule "$(budget_rule)"

@@ -43,9 +43,6 @@ if [ ! -d "$data" ]; then
   exit 1
 fi
 
-scaled_steps() {  # scaled_steps CONFIG: max_steps of that YAML config x $budget
-  python3 -c 'import sys, yaml; print(max(1, round(yaml.safe_load(open(sys.argv[1]))["max_steps"] * float(sys.argv[2]))))' "$1" "$budget"
-}
 codec_opts=(--config "$top_conf/codec_tiny.yaml" --max-steps "$(scaled_steps "$top_conf/codec_tiny.yaml")")
 vocoder_opts=(--config "$top_conf/vocoder_tiny.yaml" --max-steps "$(scaled_steps "$top_conf/vocoder_tiny.yaml")")
 lm_steps=${lm_steps:-$(scaled_steps "$lm_conf")}
@@ -84,7 +81,7 @@ lm_cuts() {  # lm_cuts SET SPLIT: the manifest the LMs read
 }
 combine() { python3 local/cut_tools.py combine "$@"; }
 
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+if stage_on 0; then
   log "Stage 0: Lhotse manifests of ${all_sets[*]} from $data (16 kHz, split per conf/sets.tsv)$([ "$synth_utts" = 0 ] || echo ", and generated eSpeak NG utterances for LID (${synth_opts[*]:2})")"
   mkdir -p "$data_dir/log"
   for name in "${all_sets[@]}"; do
@@ -114,7 +111,7 @@ split_manifests() {  # every prepared per-set manifest (what stage 1 extracts fb
     [ "$name" = librispeech_gender ] || echo "$data_dir/${name}_sp_cuts_train.jsonl.gz"; done; fi
 }
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+if stage_on 1; then
   log "Stage 1: 80-dim fbank features of every set and split in $data_dir/fbank (8/16/22.05 kHz FLAC and WAV: one audio path)"
   if [ "$synth_utts" != 0 ]; then
     for s in train dev test; do python3 local/cut_tools.py lid-only "$data_dir/synth_cuts_$s.jsonl.gz" "$data_dir/synth_lid_cuts_$s.jsonl.gz"; done
@@ -128,7 +125,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   polyspeech extract-tokens --type fbank $(split_manifests) --out-dir "$data_dir/fbank"
 fi
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+if stage_on 2; then
   log "Stage 2: train the SSET codec on the real sets' fbank (train splits) in $exp_dir/codec"
   for s in train dev; do
     combine "$data_dir/fbank/real_cuts_$s.jsonl.gz" $(for name in "${all_sets[@]}"; do echo "$data_dir/fbank/${name}_cuts_$s.jsonl.gz"; done)
@@ -137,7 +134,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     --dev-cuts "$data_dir/fbank/real_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/codec" --resume
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+if stage_on 3; then
   log "Stage 3: SSET tokens of the TTS voices (${tts_sets[*]}): only their cuts become TTS examples; the LMs' train/dev/test manifests in $data_dir/lm"
   polyspeech extract-tokens --type sset $(for name in "${tts_sets[@]}"; do for s in train dev test; do echo "$data_dir/fbank/${name}_cuts_$s.jsonl.gz"; done; done) \
     --checkpoint "$exp_dir/codec/model.safetensors" --out-dir "$data_dir/sset"
@@ -157,7 +154,7 @@ train_lm() {  # train_lm NAME TASKS [extra options]
     --train-cuts "$data_dir/lm/cuts_train.jsonl.gz" --dev-cuts "$data_dir/lm/cuts_dev.jsonl.gz" \
     --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
 }
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+if stage_on 4; then
   log "Stage 4: the multitask LM ($lm_steps steps), the four single-task LMs (early stopping, patience $patience, at most $lm_steps steps) and the speech decoder, $nj at a time"
   train_lm_systems "$data_dir/fbank/real_cuts_train.jsonl.gz" "$data_dir/fbank/real_cuts_dev.jsonl.gz"
 fi
@@ -185,7 +182,7 @@ decode_system() {  # decode_system LM...: every task over the union of the test 
   done
 }
 
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+if stage_on 5; then
   log "Stage 5: decode each source's test set for every task it has labels for, with the multitask LM and with the single-task LMs"
   lane "$exp_dir/lm_multi/decode.log" decode_system multi
   lane "$exp_dir/decode_single.log" decode_system $tasks
@@ -235,7 +232,7 @@ assemble() {  # the per-source tables into $results
     --judge-dir "$judge/by_source" --judge "$(judge_label)" --notes local/limits.md "${extra[@]}"
 }
 
-if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+if stage_on 6; then
   log "Stage 6: score every source on its own, the single-task vs multitask table per source, $results"
   # One `polyspeech score` per system over every source's own decode dirs (each dir is one source), plus the
   # TTS decode of all voices together: the SECS line of different real speakers.
@@ -258,7 +255,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   assemble
 fi
 
-if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+if stage_on 7; then
   if [ ! -f "$mini_exp/model.safetensors" ] && [ ! -d "$mini_exp/ckpt" ]; then
     log "Stage 7: skipped: no egs/mini model at $mini_exp (run egs/mini/run.sh, or pass --mini-exp EXP)"
   else
@@ -276,7 +273,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   fi
 fi
 
-if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+if stage_on 8; then
   peer_dir=$shared/tools/espnet_peer
   if [ ! -f "$peer_dir/run_peer.sh" ]; then
     log "Stage 8: skipped: no ESPnet peer at $peer_dir (the shared tools are absent)"
