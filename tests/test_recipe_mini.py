@@ -3,6 +3,7 @@ finished work, and `polyspeech report` turns the run into a page that a browser 
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -55,11 +56,18 @@ def test_quick_recipe_end_to_end_then_skips(quick_recipe):
     assert "## Environment" in table and "## Quality bars" in table
     for png in ("RESULTS_curves.png", "RESULTS_confusion.png"):
         assert (recipe / png).stat().st_size > 0 and f"({png})" in table
-    # Fair baselines: each single-task LM may train as long as the multitask LM, with early stopping.
+    # Matched baselines: each single-task LM trains the steps the multitask LM spent on its task
+    # (its seeded draws replayed), with early stopping; the rule is stated under the budget table.
     configs = {lm: yaml.safe_load((recipe / "exp" / f"lm_{lm}" / "config.yaml").read_text()) for lm in ("multi", "asr", "tts", "lid", "gid")}
-    assert {c["max_steps"] for c in configs.values()} == {20}, configs
+    assert configs["multi"]["max_steps"] == 20
+    with open(recipe / "exp" / "lm_multi" / "train_log.csv", newline="") as f:
+        seen = {r["task"]: int(r["task_steps"]) for r in csv.DictReader(f) if r["split"] == "train"}
+    for t in ("asr", "tts", "lid", "gid"):
+        assert configs[t]["max_steps"] == max(1, seen.get(t, 0)), (t, configs[t]["max_steps"], seen)
     assert configs["multi"]["patience"] == 0 and all(configs[t]["patience"] > 0 for t in ("asr", "tts", "lid", "gid"))
     assert sum(ln.startswith("| lm_") for ln in table.splitlines()) == 5  # the training-budget table
+    assert "share of LM time" in table and "Rule: the multitask LM trains 20 steps" in table
+    assert "## Reference: pooled-fbank logistic regression" in table  # the LID/GID linear floor
 
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
