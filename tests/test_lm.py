@@ -108,6 +108,9 @@ def test_overfit_every_task(data, tmp_path):
     # ASR gets the largest share: aligning text to speech needs the most updates.
     cfg = tiny_cfg(max_steps=300, task_weights={"asr": 0.45, "tts": 0.25, "lid": 0.15, "gid": 0.15})
     cfg.model.d_model, cfg.model.d_ff = 128, 256
+    # The class tasks' evidence paths of conf/lm_tiny.yaml: without them GID can stay near chance
+    # here for all 300 steps (one token of gradient per utterance; README "Classification that always learns").
+    cfg.model.class_pooling, cfg.model.class_frame_weight = True, 0.5
     cfg.valid_every = 150
     result = train(cfg, data, data, tmp_path / "exp", progress=False, log=lambda *a: None)
     model, vocab, _ = load_model(tmp_path / "exp")

@@ -63,20 +63,8 @@ def compare(
 ) -> None:
     """The paper's table (ASR CER, TTS SECS, TTS CER, LID and GID accuracy, one column per system),
     with --bars the quality bars, the LID/GID confusion matrices and, with --lm-dir, training budgets and curves."""
-    from polyspeech_cli.errors import PolyspeechError, require_file
-    from polyspeech_cli.fileio import atomic_write_text
-    from polyspeech_cli.lm.summary import budget_table, plot_curves
-    from polyspeech_cli.score.classify import plot_confusions
-    from polyspeech_cli.score.compare import (
-        compare_table,
-        confusion_panels,
-        load_bars,
-        load_systems,
-        metrics,
-        quality_bars,
-        tts_asr_metrics,
-    )
-    from polyspeech_cli.score.report import environment
+    from polyspeech_cli.errors import PolyspeechError
+    from polyspeech_cli.score.results_page import ResultsPage, write_results_page
 
     def labelled(specs: list[str], option: str, example: str) -> dict[str, Path]:
         pairs = [s.partition("=") for s in specs]
@@ -84,44 +72,10 @@ def compare(
             raise PolyspeechError(f"each {option} is LABEL=PATH (e.g. {example})")
         return {label: Path(path) for label, _, path in pairs}
 
-    paths = labelled(systems, "system", "multitask=exp/lm_multi/scores.json")
-    reference_paths = labelled(reference or [], "--reference", "resynth=exp/resynth/scores.json")
-    judged = labelled(tts_asr or [], "--tts-asr", "multitask=exp/lm_asr/decode_asr_tts_multi")
-    unknown = sorted(set(judged) - set(paths) - set(reference_paths))
-    if unknown:
-        raise PolyspeechError(f"--tts-asr {unknown[0]}=...: no system or --reference is labelled '{unknown[0]}' "
-                              f"(labels: {', '.join([*paths, *reference_paths])})")
-    quality = load_bars(bars) if bars else None
-    references = {label: metrics(s, str(reference_paths[label])) for label, s in load_systems(reference_paths).items()}
-    notes_text = require_file(notes, "notes file", "fix --notes").read_text(encoding="utf-8") if notes else ""
-    scores = load_systems(paths)
-    columns = {label: metrics(s, str(paths[label])) for label, s in scores.items()}
-    for label, path in judged.items():
-        (columns if label in columns else references)[label].update(tts_asr_metrics(path))
-    table = compare_table(columns)
-    if tts_judge is not None:
-        if "ASR CER %" not in columns.get(tts_judge, {}):
-            raise PolyspeechError(f"--tts-judge {tts_judge}: no system with an ASR result is labelled so (labels: {', '.join(columns)})")
-        table += (f"\nTTS CER % is the CER of the {tts_judge} system's ASR model (chosen on dev) on the synthesized audio; "
-                  f"its CER on the real test audio is {columns[tts_judge]['ASR CER %']:.1f}%.\n")
-    parts = [f"# RESULTS\n\n## Environment\n\n{environment()}\n## {title}\n\n{table}"]
-    if lm_dirs:
-        png = out.with_name(out.stem + "_curves.png")
-        plot_curves(lm_dirs, png)
-        parts.append(f"\n![training curves]({png.name})\n")
-    panels = confusion_panels(scores)
-    if panels:
-        png = out.with_name(out.stem + "_confusion.png")
-        plot_confusions(panels, png)
-        parts.append(f"\n![LID and GID confusion matrices]({png.name})\n")
-    for label, ref in references.items():
-        parts.append(f"\n## Reference: {label}\n\n{compare_table({label: ref}, only_present=True)}")
-    if quality is not None:
-        parts.append(f"\n## Quality bars\n\n{quality_bars(columns, quality)}")
-    if lm_dirs:
-        parts.append(f"\n## Training budgets\n\n{budget_table(lm_dirs)}" + (f"\n{budget_rule}\n" if budget_rule else ""))
-    if notes_text:
-        parts.append("\n" + notes_text)
-    atomic_write_text(out, "".join(parts))
+    table = write_results_page(ResultsPage(
+        systems=labelled(systems, "system", "multitask=exp/lm_multi/scores.json"), out=out, title=title,
+        references=labelled(reference or [], "--reference", "resynth=exp/resynth/scores.json"),
+        tts_asr=labelled(tts_asr or [], "--tts-asr", "multitask=exp/lm_asr/decode_asr_tts_multi"), tts_judge=tts_judge,
+        bars=bars, lm_dirs=list(lm_dirs or []), budget_rule=budget_rule, notes=notes))
     console.print(table)
     console.print(f"wrote {out}")
