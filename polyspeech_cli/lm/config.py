@@ -48,8 +48,8 @@ class TrainConfig:
     keep_last: int = 3
     average_last: int = 0  # >1: also write ckpt/avg-<K>.safetensors averaging the last K checkpoints
     # Single-task baseline with a multitask run's budget: train the one task in `tasks` for the
-    # steps (and warm-up) that a multitask run of this config over these tasks spends on it,
-    # max_steps * p_task, i.e. on as many batches of the task as the multitask model sees.
+    # steps that a multitask run of this config over these tasks spends on it (its seeded task
+    # draws replayed: as many batches of the task as the multitask model sees; warm-up x p_task).
     steps_share_of: list[str] = field(default_factory=list)
     # Regularisation of training batches only (dev batches and decoding never see it); all off by default.
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)  # time + frequency masks of input features

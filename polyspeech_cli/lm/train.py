@@ -437,7 +437,8 @@ def _train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: P
                 for k in ("loss", "ce", "ctc"):
                     if k in out:
                         stats[k] = stats.get(k, 0.0) + float(out[k].detach()) / cfg.grad_accum
-            if not all(map(math.isfinite, stats.values())):
+            # fp16's GradScaler skips steps with inf/NaN by design; elsewhere a non-finite loss is a fault
+            if not scaler.is_enabled() and not all(map(math.isfinite, stats.values())):
                 raise PolyspeechError(f"step {step + 1}: the {task} loss is {stats['loss']} on cuts {', '.join(batch['ids'][:4])}; "
                                       f"nothing more is written to {exp_dir} (lower lr, use precision: fp32 or bf16, check those cuts)")
             optimizer_step(model, opt, scaler, cfg.grad_clip)
