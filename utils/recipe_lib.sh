@@ -41,10 +41,13 @@ scaled_steps() {
 # run spends on its task (`--steps-share-of`: as many batches of its task as the multitask model
 # sees, early stopping may end it sooner), so the multitask model gets about half of the LM time;
 # `cap`: each single-task LM may train as many steps as the multitask LM (the older rule).
+# $multi_eval_every (optional): the multitask LM's dev evaluation interval (`--eval-every`); it has
+# no early stopping, so its evaluations only draw the curves.
 train_lm_systems() {
-  local share=()
+  local share=() multi_opts=()
   [ "${single_steps:-matched}" = matched ] && share=(--steps-share-of "${tasks// /,}")
-  lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}"
+  [ -n "${multi_eval_every:-}" ] && multi_opts=(--eval-every "$multi_eval_every")
+  lane "$exp_dir/lm_multi/train.log" train_lm multi "${tasks// /,}" "${multi_opts[@]}"
   lane "$exp_dir/lm_asr/train.log" train_lm asr asr --patience "$patience" "${share[@]}"
   lane "$exp_dir/lm_tts/train.log" train_lm tts tts --patience "$patience" "${share[@]}"
   lane "$exp_dir/vocoder/train.log" polyspeech train vocoder "${vocoder_opts[@]}" --threads 1 --no-progress \

@@ -16,6 +16,7 @@ budget=1              # scales every training budget (codec, speech decoder, LM 
 lm_steps=""           # multitask LM steps (default: max_steps of $conf/lm_tiny.yaml x budget); the single-task cap
 patience=3            # single-task LMs stop after this many dev evaluations without a new best (kept: the best)
 single_steps=matched  # matched: each single-task LM trains the steps the multitask LM spends on its task; cap: up to all of them
+multi_eval_every=400  # the multitask LM (no early stopping) evaluates dev every 400 steps: its evaluations only draw curves
 nj=2                  # LM trainings / decodes run side by side (1 CPU thread each)
 data_dir=data
 exp_dir=exp

@@ -27,6 +27,7 @@ def train_lm(
     stop_at: int = typer.Option(None, "--stop-at", help="End this run at this step (checkpointed); continue later with --resume."),
     patience: int = typer.Option(None, "--patience", help="Single-task early stopping: stop after this many dev evaluations "
                                  "without a new best and keep the best model (max_steps is the cap); overrides the config."),
+    eval_every: int = typer.Option(None, "--eval-every", help="Dev greedy CER / accuracy every this many steps; overrides the config."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar (for logs)."),
 ) -> None:
     """Train the multitask (or, with one task, single-task) decoder-only LM.
@@ -37,7 +38,7 @@ def train_lm(
     from polyspeech_cli.lm.config import TrainConfig
     from polyspeech_cli.lm.train import train
 
-    overrides = {"max_steps": max_steps, "device": device, "threads": threads, "patience": patience}
+    overrides = {"max_steps": max_steps, "device": device, "threads": threads, "patience": patience, "eval_every": eval_every}
     for key, value in (("tasks", tasks), ("steps_share_of", steps_share_of)):
         if value:
             overrides[key] = [t.strip() for t in value.split(",") if t.strip()]
