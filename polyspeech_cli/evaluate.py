@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from polyspeech_cli.codec.data import read_cuts
+from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.console import console
 from polyspeech_cli.decode import lm_io
 from polyspeech_cli.decode.run import DecodeOptions, decode, pick_prompts

@@ -20,7 +20,7 @@ from typing import Any
 from lhotse import CutSet
 from lhotse.cut import Cut
 
-from polyspeech_cli.codec.data import read_cuts
+from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.console import console, make_progress
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_path, atomic_write_text
