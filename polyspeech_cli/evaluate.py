@@ -22,17 +22,17 @@ import contextlib
 import dataclasses
 import importlib.util
 import shutil
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lhotse import CutSet
 
-from polyspeech_cli.codec.data import read_cuts
+from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.console import console
 from polyspeech_cli.decode import lm_io
-from polyspeech_cli.decode.run import DecodeOptions, decode, pick_prompts
+from polyspeech_cli.decode.run import DecodeOptions, PromptTable, decode
 from polyspeech_cli.decode.tts import SpeechBackend, find_codec, find_vocoder
 from polyspeech_cli.errors import PolyspeechError, require_dir, require_file
 from polyspeech_cli.fileio import atomic_path
@@ -305,9 +305,8 @@ def _require_lines(path: Path) -> None:
 
 
 def _read_set(cuts_path: Path) -> CutSet:
-    cuts = read_cuts(cuts_path)
-    if len(cuts) == 0:
-        raise PolyspeechError(f"{cuts_path}: holds no cuts (an empty set); pass a prepared set with utterances")
+    """The set, lazily (every use streams the file again): checked in one pass."""
+    cuts = read_cuts(cuts_path, fix="pass a prepared set with utterances")
     for c in cuts:  # features are computed from audio, TTS prompts and SECS references are audio
         if not c.has_recording:
             raise PolyspeechError(f"{cuts_path}: cut '{c.id}' has no audio (recording); evaluate computes the model's features "
@@ -315,13 +314,15 @@ def _read_set(cuts_path: Path) -> CutSet:
     return cuts
 
 
-def _write_derived(path: Path, cuts: list, key: dict) -> Path:
-    """Write a manifest derived from another one, unless its stamp says it is there already (so the
-    stages reading it see an unchanged file and skip their finished work)."""
+def _write_derived(path: Path, cuts: Callable[[], Iterator], key: dict) -> Path:
+    """Write a manifest derived from another one (`cuts()`: an iterator of its cuts, streamed to the
+    file), unless its stamp says it is there already (so the stages reading it see an unchanged file
+    and skip their finished work)."""
     stamp = path.parent / f".{path.name.split('.')[0]}.evaluate.json"
     if not is_fresh(stamp, key):
-        with atomic_path(path) as tmp:
-            CutSet.from_cuts(cuts).to_file(tmp)
+        with atomic_path(path) as tmp, CutSet.open_writer(tmp) as writer:
+            for c in cuts():
+                writer.write(c)
         write_stamp(stamp, key, [path])
     return path
 
@@ -332,7 +333,7 @@ def _resampled(cuts_path: Path, rate: int, out_dir: Path, log) -> Path:
     if all(c.sampling_rate == rate for c in cuts if c.has_recording):
         return cuts_path
     log(f"{cuts_path}: resampling to {rate} Hz, the model's rate")
-    out = [c.resample(rate) if c.has_recording and c.sampling_rate != rate else c for c in cuts]
+    out = lambda: (c.resample(rate) if c.has_recording and c.sampling_rate != rate else c for c in cuts)  # noqa: E731
     return _write_derived(out_dir / cuts_path.name, out, stamp_key({"resample": rate}, [cuts_path]))
 
 
@@ -364,9 +365,7 @@ def _tts_targets(cuts: CutSet, plan: Plan) -> list[str]:
     """Cuts TTS can synthesize: text, a language the model knows (it reads a language token), and a
     prompt, i.e. another utterance of the same speaker (decode's own rule, `pick_prompts`)."""
     vocab, cfg = plan.lm.vocab, plan.lm.cfg.data
-    by_speaker: dict[str | None, list] = defaultdict(list)
-    for c in cuts:
-        by_speaker[supervision(c).speaker if supervision(c) else None].append(c)
+    prompts = PromptTable(cuts)  # one streaming pass: each speaker's two longest cuts
     targets, unknown, no_prompt = [], Counter(), 0
     for c in cuts:
         s = supervision(c)
@@ -376,7 +375,7 @@ def _tts_targets(cuts: CutSet, plan: Plan) -> list[str]:
             unknown[s.language or "none"] += 1
             continue
         try:
-            pick_prompts(by_speaker[s.speaker], [c])
+            prompts.prompt(c)
         except PolyspeechError:
             no_prompt += 1
             continue
@@ -398,8 +397,8 @@ def _tts_manifest(cuts_path: Path, targets: list[str], out_dir: Path) -> Path:
         return cuts_path
     from lhotse.utils import fastcopy
 
-    view = [c if c.id in keep or not c.supervisions else
-            fastcopy(c, supervisions=[dataclasses.replace(c.supervisions[0], text=None), *c.supervisions[1:]]) for c in cuts]
+    view = lambda: (c if c.id in keep or not c.supervisions else  # noqa: E731
+                    fastcopy(c, supervisions=[dataclasses.replace(c.supervisions[0], text=None), *c.supervisions[1:]]) for c in cuts)
     return _write_derived(out_dir / cuts_path.name, view, stamp_key({"tts_targets": sorted(keep)}, [cuts_path]))
 
 

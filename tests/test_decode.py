@@ -386,6 +386,28 @@ def test_decode_all_tasks_follow_the_contract(system, run_cli):
     assert scores["decode_lid_test"]["task"] == "lid" and 0 <= scores["decode_asr_test"]["cer"]["all"]
 
 
+def test_decode_streams_the_cut_set(system, tmp_path, monkeypatch):
+    """decode reads its manifest lazily, window by window (never `to_eager`), and writes the results
+    of every window in manifest order."""
+    from lhotse import CutSet
+
+    from polyspeech_cli.data.manifest import read_cuts
+    from polyspeech_cli.decode import run
+    from polyspeech_cli.score.results import read_results
+
+    def eager(self):
+        raise AssertionError("decode loaded the whole manifest (CutSet.to_eager)")
+
+    monkeypatch.setattr(CutSet, "to_eager", eager)
+    monkeypatch.setattr(run, "WINDOW_CUTS", 3)  # 8 cuts: windows of 3, 3 and 2
+    for task in ("asr", "lid"):
+        d = run.decode(system["exp"], system["cuts"], run.DecodeOptions(task=task, set_name="stream", batch_size=2), log=lambda *a: None,
+                       progress=False, out_root=tmp_path)
+        rows = read_results(d)[1]
+        assert [r["id"] for r in rows] == [c.id for c in read_cuts(system["cuts"])]
+    assert len((tmp_path / "decode_asr_stream" / "hyp.trn").read_text().splitlines()) == len(UTTS)
+
+
 def test_transcribe_and_synthesize(system, run_cli, tmp_path):
     exp, root = system["exp"], system["root"]
     r = run_cli("transcribe", root / "audio" / "u0.wav", root / "audio" / "u5.wav", "--model", exp)

@@ -1,7 +1,8 @@
 """Continuous features of a cut set, checked and normalised: streamed from storage for codec
 training (`stream_feature_set`), in memory for dev sets and k-means (`load_feature_set`).
 
-`read_cuts(path, lazy=True)` and `CutIndex` are the streaming primitives the speech decoder uses too.
+`CutIndex` (over `polyspeech_cli.data.manifest.read_cuts`, the package's one lazy manifest reader)
+is the streaming primitive the speech decoder uses too.
 """
 
 from __future__ import annotations
@@ -14,46 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from lhotse import CutSet
 from lhotse.cut import Cut
 
-from polyspeech_cli.errors import PolyspeechError, require_file
+from polyspeech_cli.data.manifest import read_cuts
+from polyspeech_cli.errors import PolyspeechError
 
 NORMALIZATIONS = ("utterance_mvn", "none")
-
-
-class _CheckedCuts:
-    """Lazy iteration over a manifest that turns a garbled line or a non-cut item into a one-line error."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __iter__(self) -> Iterator[Cut]:
-        it = iter(CutSet.from_jsonl_lazy(self.path))
-        while True:
-            try:
-                cut = next(it)
-            except StopIteration:
-                return
-            except Exception as e:  # lhotse raises many types for a bad file
-                raise PolyspeechError(f"{self.path}: not a readable Lhotse cuts manifest ({type(e).__name__}: {e})") from e
-            if not isinstance(cut, Cut):
-                raise PolyspeechError(f"{self.path}: holds {type(cut).__name__} items, not cuts (pass a *_cuts_*.jsonl.gz manifest)")
-            yield cut
-
-
-def read_cuts(path: Path | str, lazy: bool = False) -> CutSet:
-    """Load a cuts manifest, turning a missing/garbled file into a one-line error.
-
-    `lazy`: a CutSet that reads the (.jsonl / .jsonl.gz) file as it is iterated, every pass anew,
-    so memory does not grow with the manifest; other formats are read eagerly."""
-    path = require_file(Path(path), "cuts manifest", "run `polyspeech prepare` first, or check the path")
-    if lazy and ".jsonl" in path.suffixes:
-        return CutSet(_CheckedCuts(path))
-    try:
-        return CutSet.from_file(path).to_eager()
-    except Exception as e:  # lhotse raises many types for a bad file
-        raise PolyspeechError(f"{path}: not a readable Lhotse cuts manifest ({type(e).__name__}: {e})") from e
 
 
 class CutIndex:
@@ -72,7 +39,7 @@ class CutIndex:
         rows: list[tuple[str, int, int, str]] = []  # (cut id, byte offset, frames, speaker)
         self._file = tempfile.TemporaryFile()
         self.dim, self.frame_shift, self.feature_type = 0, 0.0, ""
-        for cut in read_cuts(path, lazy=True):
+        for cut in read_cuts(path):
             if not sort and max_cuts and len(rows) >= max_cuts:
                 break
             if not cut.has_features:

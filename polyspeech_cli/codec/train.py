@@ -17,7 +17,8 @@ import torch
 
 from polyspeech_cli.codec.checkpoint import MODEL, read_checkpoint, save_model
 from polyspeech_cli.codec.config import CodecConfig
-from polyspeech_cli.codec.data import FeatureSet, load_feature_set, read_cuts, stream_feature_set
+from polyspeech_cli.codec.data import FeatureSet, load_feature_set, stream_feature_set
+from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.codec.evaluate import codec_reconstruct, evaluate_codec
 from polyspeech_cli.codec.model import SSETCodec
 from polyspeech_cli.codec.plot import plot_reconstruction

@@ -24,13 +24,14 @@ def extract_tokens(
     num_mel_bins: int = typer.Option(80, help="fbank: number of mel bins."),
     batch_size: int = typer.Option(8, help="hubert: utterances per forward pass."),
     device: str = typer.Option("auto", help="auto (cuda when available) | cpu | cuda."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Drop cuts whose computed features hold NaN/inf (and report how many) instead of stopping."),
 ) -> None:
     """Extract fbank / HuBERT features or EnCodec / k-means / SSET tokens for cut sets."""
     from polyspeech_cli.tokens.extract import ExtractOptions, extract
 
     opts = ExtractOptions(type=type, out_dir=(out_dir or Path("data") / type).resolve(), model=model, layer=layer, checkpoint=checkpoint,
                           bandwidth=bandwidth, k=k, centroids=centroids, num_codebooks=num_codebooks, num_mel_bins=num_mel_bins, batch_size=batch_size,
-                          device=device)
+                          device=device, skip_bad=skip_bad)
     extract(cuts, opts)
 
 

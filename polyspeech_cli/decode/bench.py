@@ -4,6 +4,7 @@ reported, never asserted (machines differ)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -69,20 +70,20 @@ def _time(fn, repeat: int = 1) -> float:
 def tts_rtf(lm: lm_io.LoadedLM, cuts_path: Path, codec: Path | None, vocoder: Path | None, max_cuts: int, batch_size: int) -> dict:
     """TTS end to end as `polyspeech decode --task tts` runs it (sampling, SSET decoder, speech
     decoder, Griffin-Lim/HiFi-GAN) on the first `max_cuts` cuts with text: compute s / audio s."""
-    from lhotse import CutSet
-
+    from polyspeech_cli.data.manifest import read_cuts
     from polyspeech_cli.decode.run import pick_prompts
     from polyspeech_cli.decode.tts import SpeechBackend, TTSOptions, find_codec, find_vocoder, generate_speech
     from polyspeech_cli.audio import cut_audio
 
-    cuts = CutSet.from_file(cuts_path).to_eager()
+    cuts = read_cuts(cuts_path, fix="fix --cuts")  # lazy: streamed, only the first `max_cuts` with text are held
     from polyspeech_cli.decode.run import decoding_order
 
-    sel = decoding_order([c for c in cuts if c.supervisions and c.supervisions[0].text][:max_cuts], "tts")  # batched as `decode` does
+    with_text = (c for c in cuts if c.supervisions and c.supervisions[0].text)
+    sel = decoding_order(list(itertools.islice(with_text, max_cuts)), "tts")  # batched as `decode` does
     if not sel:
         raise PolyspeechError(f"{cuts_path}: no cut with text to benchmark TTS on")
     backend = SpeechBackend(lm, find_codec(codec, lm.exp_dir, cuts), find_vocoder(vocoder, lm.exp_dir))
-    picked = pick_prompts(list(cuts), sel)
+    picked = pick_prompts(cuts, sel)
     prompts = {k: cut_audio(p) for k, p in picked.items()}
     texts = [lm_io.cut_item(lm, "tts", c)["text_ids"] for c in sel]
     gen, lm_s, wave_s, audio_s = torch.Generator().manual_seed(0), 0.0, 0.0, 0.0
@@ -118,11 +119,11 @@ def bench(exp_dir: Path | None, cuts: Path | None, config: Path, tokens: int, ma
     # 2. ASR RTF, batched greedy.
     items, seconds = [], 0.0
     if cuts:
-        from lhotse import CutSet
-
+        from polyspeech_cli.data.manifest import read_cuts
         from polyspeech_cli.decode.run import decoding_order
 
-        for c in decoding_order(list(CutSet.from_file(cuts))[:max_cuts], "asr"):  # batched as `decode` does
+        first = list(itertools.islice(read_cuts(cuts, fix="fix --cuts"), max_cuts))  # streamed: only these are read
+        for c in decoding_order(first, "asr"):  # batched as `decode` does
             if c.supervisions and c.supervisions[0].text:
                 items.append(lm_io.cut_item(lm, "asr", c))
                 seconds += c.duration

@@ -11,6 +11,8 @@ or failed decode leaves nothing behind, and a finished one is never re-done.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -57,22 +59,48 @@ class DecodeOptions:
 
 
 # ---- the stage ----------------------------------------------------------------------------------
-def pick_prompts(cuts: list, targets: list) -> dict[str, object]:
-    """Per target cut, another cut of the same speaker (>= 1 s) as its speaker prompt: the longest."""
-    by_spk: dict[str, list] = {}
-    for c in cuts:
+# The cut set is streamed, never held: decode reads it in windows of this many cuts (manifest
+# order), sorts each window by length for batching, and writes each window's results before
+# reading the next, so memory does not grow with the set.
+WINDOW_CUTS = 2048
+
+
+class PromptTable:
+    """Per speaker, its two longest cuts (>= 1 s, with audio), built in one streaming pass: enough
+    to give any cut of the speaker the longest *other* one as its speaker prompt (the first of
+    equally long ones in manifest order)."""
+
+    def __init__(self, cuts=()) -> None:
+        self.best: dict[str, list] = {}
+        for c in cuts:
+            self.add(c)
+
+    def add(self, c) -> None:
         s = supervision(c)
-        if s is not None and s.speaker and c.duration >= 1.0 and c.has_recording:
-            by_spk.setdefault(s.speaker, []).append(c)
-    out = {}
-    for c in targets:
+        if s is None or not s.speaker or c.duration < 1.0 or not c.has_recording:
+            return
+        top = self.best.setdefault(s.speaker, [])
+        if not top or c.duration > top[0].duration:
+            top.insert(0, c)
+        elif len(top) < 2 or c.duration > top[1].duration:
+            top[1:] = [c]
+        del top[2:]
+
+    def prompt(self, c):
+        """Another cut of `c`'s speaker (>= 1 s, with audio), the longest; else a one-line error."""
         s = supervision(c)
-        others = [o for o in by_spk.get(s.speaker if s else None, []) if o.id != c.id]
+        others = [o for o in self.best.get(s.speaker if s else None, []) if o.id != c.id]
         if not others:
             raise PolyspeechError(f"cut '{c.id}': no other utterance (>= 1 s, with audio) of speaker '{s.speaker if s else None}' "
                                   "in the cut set to prompt with; pass --prompt FILE")
-        out[c.id] = max(others, key=lambda o: o.duration)
-    return out
+        return others[0]
+
+
+def pick_prompts(cuts, targets) -> dict[str, object]:
+    """Per target cut, another cut of the same speaker (>= 1 s) as its speaker prompt: the longest.
+    `cuts` is streamed once (a lazy CutSet will do)."""
+    table = PromptTable(cuts)
+    return {c.id: table.prompt(c) for c in targets}
 
 
 def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool = False, log=print, progress: bool = True,
@@ -80,9 +108,9 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     """Run the decode stage; returns the decode dir, `<out_root>/decode_<task>_<set>` (default: in the exp dir).
 
     `device` runs the LM there (`auto`: this process's GPU when one is visible); the TTS back end
-    stays on the CPU. Not part of the stamp: a device changes speed, not what is decoded."""
-    from lhotse import CutSet
-
+    stays on the CPU. Not part of the stamp: a device changes speed, not what is decoded.
+    The cut set is streamed (`WINDOW_CUTS`): a pass to count and check it, then the decoding."""
+    from polyspeech_cli.data.manifest import read_cuts
     from polyspeech_cli.training import pick_device
 
     check_task(opts.task)
@@ -93,7 +121,8 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     if opts.oracle_tokens and opts.task != "tts":
         raise PolyspeechError("--oracle-tokens is for --task tts (resynthesis of the cuts' own speech tokens)")
     exp_dir = Path(exp_dir)
-    cuts_path = require_file(Path(cuts_path), "cuts manifest", "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts")
+    fix = "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts"
+    cuts_path = require_file(Path(cuts_path), "cuts manifest", fix)
     lm = lm_io.load_lm(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
     lm.model.to(pick_device(device))
     lm_io.require_task(lm, opts.task)
@@ -109,18 +138,26 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
         overwrite = True
     if out.exists() and old is None and not overwrite:
         raise PolyspeechError(f"{out} exists but was not written by a finished `polyspeech decode`: move it away or pass --overwrite")
-    try:
-        all_cuts = CutSet.from_file(cuts_path).to_eager()
-    except Exception as e:
-        raise PolyspeechError(f"{cuts_path}: not a readable Lhotse cuts manifest ({type(e).__name__}: {e})") from e
-    cuts = [c for c in all_cuts if reference(c, opts.task) is not None]
-    if not cuts:
+    all_cuts = read_cuts(cuts_path, fix=fix)  # lazy: every pass below re-reads the file
+
+    def targets():
+        return (c for c in all_cuts if reference(c, opts.task) is not None)
+
+    # Pass 1: count (and, for TTS, the speakers' prompt candidates).
+    table = PromptTable() if opts.task == "tts" and not opts.prompt else None
+    n_all = n = 0
+    for c in all_cuts:
+        n_all += 1
+        n += reference(c, opts.task) is not None
+        if table is not None:
+            table.add(c)
+    if not n:
         raise PolyspeechError(f"{cuts_path}: no cut carries what '{opts.task}' needs (a supervision with {LABEL_NAMES[opts.task]})")
-    if len(cuts) < len(all_cuts):
-        log(f"{cuts_path}: {len(all_cuts) - len(cuts)} cuts lack a reference for {opts.task} and are skipped")
+    if n < n_all:
+        log(f"{cuts_path}: {n_all - n} cuts lack a reference for {opts.task} and are skipped")
 
     # Check everything that can fail on the user's input before any output is written.
-    backend, prompts, fixed_prompt = None, {}, None
+    backend, fixed_prompt = None, None
     if opts.task == "tts":
         from polyspeech_cli.vocoder.synthesize import load_prompt
 
@@ -129,8 +166,9 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
         if opts.prompt:
             fixed_prompt = (*load_prompt(opts.prompt), str(opts.prompt))
         else:
-            prompts = pick_prompts(list(all_cuts), cuts)
-        for c in cuts:
+            for c in targets():
+                table.prompt(c)  # a speaker without another utterance -> error now
+        for c in targets():
             lm_io.cut_item(lm, "tts", c)  # empty text, unknown language -> error now
             if opts.oracle_tokens and not c.has_custom(lm.cfg.data.speech_tokens):
                 raise PolyspeechError(f"--oracle-tokens: cut '{c.id}' in {cuts_path} has no '{lm.cfg.data.speech_tokens}' tokens "
@@ -140,15 +178,14 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        rows = _run(lm, opts, cuts, tmp, out, backend, prompts, fixed_prompt, progress)
-        _write_outputs(opts.task, rows, tmp, out)
-        write_stamp(tmp / STAMP, key, num_utts=len(rows))
+        num = _run(lm, opts, targets(), n, tmp, out, backend, table, fixed_prompt, progress)
+        write_stamp(tmp / STAMP, key, num_utts=num)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"decoded {len(rows)} utterances ({opts.task}) -> {out}")
+    log(f"decoded {num} utterances ({opts.task}) -> {out}")
     return out
 
 
@@ -158,82 +195,111 @@ def decoding_order(cuts: list, task: str) -> list:
     return sorted(cuts, key=lambda c: c.duration if task != "tts" else len(supervision(c).text))
 
 
-def _run(lm, opts: DecodeOptions, cuts: list, tmp: Path, out: Path, backend, prompts: dict, fixed_prompt, progress: bool) -> list[dict]:
+def windows(cuts, size: int = WINDOW_CUTS):
+    """Lists of up to `size` consecutive cuts of an iterable (a lazy CutSet is read as it goes)."""
+    it = iter(cuts)
+    while window := list(itertools.islice(it, size)):
+        yield window
+
+
+def _run(lm, opts: DecodeOptions, cuts, total: int, tmp: Path, out: Path, backend, prompts: PromptTable | None, fixed_prompt,
+         progress: bool) -> int:
+    """Decode `cuts` (an iterable, streamed window by window) into `tmp`; returns the number of utterances."""
     import soundfile as sf
 
     from polyspeech_cli.audio import cut_audio
     from polyspeech_cli.console import make_progress
 
-    rows: list[dict] = []
     gen = torch.Generator().manual_seed(opts.tts.seed)
-    order = decoding_order(cuts, opts.task)
     bar = make_progress()
     bar.disable = not progress
-    with bar:
-        job = bar.add_task(f"decode {opts.task}", total=len(order))
-        for i in range(0, len(order), opts.batch_size):
-            chunk = order[i : i + opts.batch_size]
-            items = [lm_io.cut_item(lm, opts.task, c) for c in chunk]
-            if opts.task == "asr":
-                hyps = transcribe_items(lm, items, opts.beam_size, opts.length_penalty, opts.max_len_ratio, ctc_weight=opts.ctc_weight)
-                for c, h in zip(chunk, hyps):
-                    rows.append({"id": c.id, "task": "asr", "ref": supervision(c).text, "hyp": h, "language": supervision(c).language})
-            elif opts.task in ("lid", "gid"):
-                for c, post in zip(chunk, classify_items(lm, opts.task, items)):
-                    ref = reference(c, opts.task)
-                    rows.append({"id": c.id, "task": opts.task, "ref": ref, "hyp": max(post, key=post.get), "posterior": post})
-            else:
-                if opts.oracle_tokens:
-                    ids = [lm.vocab.speech_ids(c.load_custom(lm.cfg.data.speech_tokens)) for c in chunk]
+    with bar, _Outputs(opts.task, tmp) as outputs:
+        job = bar.add_task(f"decode {opts.task}", total=total)
+        for window in windows(cuts):
+            rows: list[dict] = []
+            order = decoding_order(window, opts.task)
+            for i in range(0, len(order), opts.batch_size):
+                chunk = order[i : i + opts.batch_size]
+                items = [lm_io.cut_item(lm, opts.task, c) for c in chunk]
+                if opts.task == "asr":
+                    hyps = transcribe_items(lm, items, opts.beam_size, opts.length_penalty, opts.max_len_ratio, ctc_weight=opts.ctc_weight)
+                    for c, h in zip(chunk, hyps):
+                        rows.append({"id": c.id, "task": "asr", "ref": supervision(c).text, "hyp": h, "language": supervision(c).language})
+                elif opts.task in ("lid", "gid"):
+                    for c, post in zip(chunk, classify_items(lm, opts.task, items)):
+                        ref = reference(c, opts.task)
+                        rows.append({"id": c.id, "task": opts.task, "ref": ref, "hyp": max(post, key=post.get), "posterior": post})
                 else:
-                    ids = generate_speech(lm, [it["text_ids"] for it in items], opts.tts, gen)
-                for c, tok in zip(chunk, ids):
-                    s = supervision(c)
-                    if fixed_prompt is not None:
-                        wave, sr, name = fixed_prompt
+                    if opts.oracle_tokens:
+                        ids = [lm.vocab.speech_ids(c.load_custom(lm.cfg.data.speech_tokens)) for c in chunk]
                     else:
-                        p = prompts[c.id]
-                        wave, sr, name = cut_audio(p), p.sampling_rate, f"prompt cut '{p.id}'"
-                    audio = backend.to_wave(tok, wave, sr, name)
-                    (tmp / "wav").mkdir(exist_ok=True)
-                    (tmp / "ref").mkdir(exist_ok=True)
-                    sf.write(tmp / "wav" / f"{c.id}.wav", audio, backend.sample_rate)
-                    # The real recording of this utterance: the SECS reference of its speaker.
-                    sf.write(tmp / "ref" / f"{c.id}.wav", cut_audio(c), c.sampling_rate)
-                    rows.append({"id": c.id, "task": "tts", "wav": str((out / "wav" / f"{c.id}.wav").resolve()),
-                                 "reference_wav": str((out / "ref" / f"{c.id}.wav").resolve()), "speaker": s.speaker,
-                                 "text": s.text, "language": s.language, "gender": s.gender,
-                                 "prompt": str(opts.prompt) if fixed_prompt is not None else prompts[c.id].id,
-                                 "num_tokens": len(tok), "duration": round(len(audio) / backend.sample_rate, 3)})
-            bar.advance(job, len(chunk))
-    order_index = {c.id: i for i, c in enumerate(cuts)}
-    return sorted(rows, key=lambda r: order_index[r["id"]])
+                        ids = generate_speech(lm, [it["text_ids"] for it in items], opts.tts, gen)
+                    for c, tok in zip(chunk, ids):
+                        s = supervision(c)
+                        if fixed_prompt is not None:
+                            wave, sr, name = fixed_prompt
+                            prompt_name = str(opts.prompt)
+                        else:
+                            p = prompts.prompt(c)
+                            wave, sr, name = cut_audio(p), p.sampling_rate, f"prompt cut '{p.id}'"
+                            prompt_name = p.id
+                        audio = backend.to_wave(tok, wave, sr, name)
+                        (tmp / "wav").mkdir(exist_ok=True)
+                        (tmp / "ref").mkdir(exist_ok=True)
+                        sf.write(tmp / "wav" / f"{c.id}.wav", audio, backend.sample_rate)
+                        # The real recording of this utterance: the SECS reference of its speaker.
+                        sf.write(tmp / "ref" / f"{c.id}.wav", cut_audio(c), c.sampling_rate)
+                        rows.append({"id": c.id, "task": "tts", "wav": str((out / "wav" / f"{c.id}.wav").resolve()),
+                                     "reference_wav": str((out / "ref" / f"{c.id}.wav").resolve()), "speaker": s.speaker,
+                                     "text": s.text, "language": s.language, "gender": s.gender, "prompt": prompt_name,
+                                     "num_tokens": len(tok), "duration": round(len(audio) / backend.sample_rate, 3)})
+                bar.advance(job, len(chunk))
+            order_index = {c.id: i for i, c in enumerate(window)}
+            outputs.write(sorted(rows, key=lambda r: order_index[r["id"]]))  # manifest order
+    return outputs.count
 
 
-def _write_outputs(task: str, rows: list[dict], tmp: Path, out: Path) -> None:
-    (tmp / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    if task == "asr":
-        (tmp / "hyp.trn").write_text("".join(f"{r['hyp']} ({r['id']})\n" for r in rows), encoding="utf-8")
-        (tmp / "ref.trn").write_text("".join(f"{r['ref']} ({r['id']})\n" for r in rows), encoding="utf-8")
-    if task == "tts":
-        from lhotse import (
-            CutSet,
-            Recording,
-            RecordingSet,
-            SupervisionSegment,
-            SupervisionSet,
-        )
-        from lhotse.utils import fastcopy
+class _Outputs:
+    """The decode dir's files in `tmp`, appended to window by window: results.jsonl; ASR: hyp.trn,
+    ref.trn; TTS: cuts.jsonl.gz, a Lhotse manifest of the generated audio."""
 
-        recs, sups = [], []
-        for r in rows:
-            rec = Recording.from_file(tmp / "wav" / f"{r['id']}.wav", recording_id=r["id"])
-            rec = fastcopy(rec, sources=[fastcopy(rec.sources[0], source=r["wav"])])  # the final location
-            recs.append(rec)
-            sups.append(SupervisionSegment(r["id"], r["id"], 0.0, rec.duration, text=r["text"], language=r["language"],
-                                           speaker=r["speaker"], gender=r.get("gender")))
-        cuts = CutSet.from_manifests(RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups))
-        cuts.to_file(tmp / "cuts.jsonl.gz")
+    def __init__(self, task: str, tmp: Path) -> None:
+        self.task, self.tmp, self.count = task, tmp, 0
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _Outputs:
+        from lhotse import CutSet
+
+        def text(name: str):
+            return self._stack.enter_context(open(self.tmp / name, "w", encoding="utf-8"))
+
+        self.results = text("results.jsonl")
+        if self.task == "asr":
+            self.hyp, self.ref = text("hyp.trn"), text("ref.trn")
+        if self.task == "tts":
+            self.cuts = self._stack.enter_context(CutSet.open_writer(self.tmp / "cuts.jsonl.gz"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def write(self, rows: list[dict]) -> None:
+        self.count += len(rows)
+        self.results.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        if self.task == "asr":
+            self.hyp.write("".join(f"{r['hyp']} ({r['id']})\n" for r in rows))
+            self.ref.write("".join(f"{r['ref']} ({r['id']})\n" for r in rows))
+        if self.task == "tts":
+            from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+            from lhotse.utils import fastcopy
+
+            for r in rows:
+                rec = Recording.from_file(self.tmp / "wav" / f"{r['id']}.wav", recording_id=r["id"])
+                rec = fastcopy(rec, sources=[fastcopy(rec.sources[0], source=r["wav"])])  # the final location
+                sup = SupervisionSegment(r["id"], r["id"], 0.0, rec.duration, text=r["text"], language=r["language"],
+                                         speaker=r["speaker"], gender=r.get("gender"))
+                for cut in CutSet.from_manifests(RecordingSet.from_recordings([rec]), SupervisionSet.from_segments([sup])):
+                    self.cuts.write(cut)
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:

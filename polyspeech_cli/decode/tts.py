@@ -3,6 +3,7 @@ decoder + vocoder conditioned on a speaker prompt. Also the TTS generation itsel
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ def find_codec(codec: Path | None, lm_exp: Path, cuts=None) -> Path:
         if not p.is_file():
             raise PolyspeechError(f"SSET codec model not found: {p} (train one with `polyspeech train codec` or fix --codec)")
         return p
-    for cut in list(cuts or [])[:1]:
+    for cut in itertools.islice(cuts if cuts is not None else (), 1):  # the first cut only: `cuts` may be a lazy CutSet
         if cut.has_custom("sset"):
             arr = cut.custom["sset"]
             storage = Path(getattr(arr, "array", arr).storage_path)  # TemporalArray wraps an Array

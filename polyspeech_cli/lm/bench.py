@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.lm.checkpoint import build_model
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.data import TaskDataset, TaskStream, codebook_size, select_task_cuts, to_device
@@ -117,9 +118,7 @@ def step_flops(model: PolySpeechLM, batch: dict) -> tuple[float, int, int]:
 
 def _setup(cfg: TrainConfig, train_cuts: Path) -> tuple[dict, Vocab, int, dict]:
     """Task cuts, vocabulary, feature dim and task probabilities, as `train lm` derives them."""
-    from lhotse import CutSet
-
-    cuts = CutSet.from_file(train_cuts)
+    cuts = read_cuts(Path(train_cuts), "train cuts")
     task_cuts = select_task_cuts(cuts, cfg.tasks, cfg.data, Path(train_cuts), log=lambda *a: None)
     texts = [c.supervisions[0].text for c in cuts if c.supervisions and c.supervisions[0].text]
     langs = {c.supervisions[0].language for c in cuts if c.supervisions and c.supervisions[0].language}

@@ -31,12 +31,9 @@ def evaluate(model: PolySpeechLM, vocab: Vocab, cfg: TrainConfig, cuts, tasks: l
     lm = lm_io.wrap_model(model, vocab, cfg, exp_dir)
     metrics: dict[str, float] = {}
     for task in [t for t in tasks if t != "tts"]:
-        labelled = [c for c in cuts if has_labels(c, task, cfg.data)]  # a dev set: small
-        if not labelled:
+        sel = _evenly_spaced(cuts, lambda c: has_labels(c, task, cfg.data), max_utts)
+        if not sel:
             continue
-        # Evenly spaced over the set, so every language and voice is in (sets are ordered by both).
-        n = min(max_utts, len(labelled))
-        sel = [labelled[round(i * len(labelled) / n)] for i in range(n)]
         refs = [reference(c, task) for c in sel]
         hyps, ctc_hyps = [], []
         for i in range(0, len(sel), batch_size):
@@ -62,6 +59,18 @@ def evaluate(model: PolySpeechLM, vocab: Vocab, cfg: TrainConfig, cuts, tasks: l
     return metrics
 
 
+def _evenly_spaced(cuts, keep, n: int) -> list:
+    """`n` of the cuts for which `keep` holds, evenly spaced over the set (so every language and voice
+    is in: sets are ordered by both), in two streaming passes: only the chosen cuts are held."""
+    total = sum(1 for c in cuts if keep(c))
+    n = min(n, total)
+    if not n:
+        return []
+    wanted = {round(i * total / n) for i in range(n)}
+    labelled = (c for c in cuts if keep(c))
+    return [c for j, c in enumerate(labelled) if j in wanted]
+
+
 def dev_error(task: str, metrics: dict[str, float], dev_losses: dict[str, float]) -> float | None:
     """The early-stopping criterion of `task` (lower is better), or None when this evaluation has none."""
     if task == "tts":
@@ -80,11 +89,11 @@ def main() -> None:
     p.add_argument("--tasks", default="asr,lid,gid")
     p.add_argument("--max-utts", type=int, default=100)
     args = p.parse_args()
-    from lhotse import load_manifest_lazy
+    from polyspeech_cli.data.manifest import read_cuts
 
     torch.set_num_threads(1)
     lm = lm_io.load_lm(args.exp_dir, args.checkpoint)
-    metrics = evaluate(lm.model, lm.vocab, lm.cfg, load_manifest_lazy(args.cuts), args.tasks.split(","), args.max_utts, per_language=True)
+    metrics = evaluate(lm.model, lm.vocab, lm.cfg, read_cuts(args.cuts, fix="fix --cuts"), args.tasks.split(","), args.max_utts, per_language=True)
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
 

@@ -40,7 +40,8 @@ from polyspeech_cli.training import (
     run_key,
     save_checkpoint,
 )
-from polyspeech_cli.errors import PolyspeechError, require_file
+from polyspeech_cli.data.manifest import read_cuts
+from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.lm.checkpoint import (
     MODEL,
@@ -147,13 +148,6 @@ def alignment_rates(model: PolySpeechLM, vocab: Vocab, task_cuts: dict[str, CutS
     return rates
 
 
-def _load_cuts(path: Path, what: str, fix: str = "run `polyspeech prepare` (and `extract-tokens`) first, or fix the path") -> CutSet:
-    """The manifest, read lazily (.jsonl/.jsonl.gz): each pass re-reads the file, so the cuts are
-    never all in memory at once; other formats are read eagerly."""
-    require_file(path, what, fix)
-    return CutSet.from_jsonl_lazy(path) if ".jsonl" in Path(path).suffixes else CutSet.from_file(path)
-
-
 def speech_task(task_cuts: dict[str, CutSet]) -> str | None:
     """The task whose cuts give the feature dimension, frame shift and CMVN statistics: the first
     speech-input task in `TASKS` order (not `--tasks` order, which must not change the model)."""
@@ -253,7 +247,7 @@ def _train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: P
 
     # Data and vocabulary. The vocabulary is rebuilt from the train cuts every time and compared
     # with the checkpoint's *before* anything in exp_dir is written.
-    cuts = _load_cuts(Path(train_cuts), "train cuts")
+    cuts = read_cuts(Path(train_cuts), "train cuts")
     cfg = matched_budget(cfg, cuts, Path(train_cuts), log=say)
     if cfg.patience and (len(cfg.tasks) != 1 or not dev_cuts):
         raise PolyspeechError(f"patience (early stopping) is for single-task runs with --dev-cuts; got tasks {','.join(cfg.tasks)}"
@@ -298,7 +292,7 @@ def _train(cfg: TrainConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: P
     hours = {t: sum(c.duration for c in tc) / 3600 for t, tc in task_cuts.items()}
     probs = task_probabilities(hours, cfg.task_weights, cfg.task_temperature)
     say("tasks: " + ", ".join(f"{t} {hours[t]:.2f} h p={probs[t]:.2f}" for t in cfg.tasks))
-    dev = _load_cuts(Path(dev_cuts), "dev cuts", "fix --dev-cuts") if dev_cuts else None
+    dev = read_cuts(Path(dev_cuts), "dev cuts", "fix --dev-cuts") if dev_cuts else None
     dev_tasks: dict[str, CutSet] = {}
     for t in cfg.tasks if dev is not None else []:
         sel = dev.filter(partial(has_labels, task=t, cfg=cfg.data))  # lazy, as `dev`

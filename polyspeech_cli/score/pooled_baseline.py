@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polyspeech_cli.codec.data import load_cut_features, read_cuts
+from polyspeech_cli.codec.data import load_cut_features
+from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.lm.tasks import CLASS_TASKS, reference
@@ -77,6 +78,6 @@ def pooled_baseline(train_cuts: Iterable, test_cuts: Iterable, tasks: list[str],
 
 def write_baseline(train_cuts: Path, test_cuts: Path, tasks: list[str], out: Path) -> dict[str, dict]:
     """Fit and score; `out` (scores.json) written atomically."""
-    scores = pooled_baseline(read_cuts(train_cuts, lazy=True), read_cuts(test_cuts, lazy=True), tasks)
+    scores = pooled_baseline(read_cuts(train_cuts), read_cuts(test_cuts), tasks)
     atomic_write_text(Path(out), json.dumps(scores, indent=1) + "\n")
     return scores

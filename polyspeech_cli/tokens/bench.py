@@ -17,7 +17,8 @@ from rich.table import Table
 
 from polyspeech_cli.codec.checkpoint import load_codec
 from polyspeech_cli.codec.config import CodecConfig
-from polyspeech_cli.codec.data import normalize, read_cuts
+from polyspeech_cli.codec.data import normalize
+from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.codec.model import SSETCodec
 from polyspeech_cli.console import console
 from polyspeech_cli.config import load_config

@@ -15,9 +15,10 @@ import numpy as np
 from rich.table import Table
 
 from polyspeech_cli.codec.checkpoint import load_codec
-from polyspeech_cli.codec.data import load_feature_set, read_cuts
+from polyspeech_cli.codec.data import load_feature_set
 from polyspeech_cli.codec.evaluate import Recon, codec_reconstruct, usage_stats
 from polyspeech_cli.console import console
+from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_write_text
 from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp

@@ -10,6 +10,7 @@ output is skipped. `<out_dir>/<type>.json` describes the representation for the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from lhotse import CutSet
 from lhotse.cut import Cut
 
-from polyspeech_cli.codec.data import read_cuts
 from polyspeech_cli.console import console, make_progress
-from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.data.manifest import read_cuts
+from polyspeech_cli.errors import BadItemError, PolyspeechError
 from polyspeech_cli.fileio import atomic_path, atomic_write_text
 from polyspeech_cli.stamps import (
     changed_keys,
@@ -35,6 +37,7 @@ from polyspeech_cli.stamps import (
 from polyspeech_cli.tokens.base import Extractor
 
 TYPES = ("fbank", "hubert", "encodec", "kmeans", "sset")
+WINDOW_CUTS = 2048  # cuts read (and sorted by length) at a time
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ExtractOptions:
     num_mel_bins: int = 80
     batch_size: int = 8
     device: str = "auto"
+    skip_bad: bool = False  # drop cuts whose computed features are not finite (counted) instead of stopping
 
 
 def make_extractor(opts: ExtractOptions) -> Extractor:
@@ -132,9 +136,12 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def extract_manifest(in_path: Path, ext: Extractor, out_dir: Path, first: bool, files: list[Path] | None = None) -> Path:
+def extract_manifest(in_path: Path, ext: Extractor, out_dir: Path, first: bool, files: list[Path] | None = None,
+                     skip_bad: bool = False) -> Path:
     """Run `ext` over one cuts manifest; returns the output manifest path. `files`: the model files
-    the output depends on (see `model_files`), part of the stamp key."""
+    the output depends on (see `model_files`), part of the stamp key. The input is streamed (a lazy
+    CutSet, `WINDOW_CUTS` at a time); a cut whose computed values are not finite is a one-line
+    error naming it, or, with `skip_bad`, dropped and counted."""
     where = f"{in_path}: "
     cuts = read_cuts(in_path)
     out = out_dir / in_path.name
@@ -143,6 +150,8 @@ def extract_manifest(in_path: Path, ext: Extractor, out_dir: Path, first: bool, 
     if first:
         ext.prepare(cuts, where)
     stamp, key = stamp_path(out), extract_key(in_path, ext, files or [])
+    if skip_bad:  # may drop cuts: another output (left out when off, so older stamps still match)
+        key["options"]["skip_bad"] = True
     if is_fresh(stamp, key):
         console.print(f"[green]{out}: already extracted ({len(cuts)} cuts, --type {ext.name}) from this input with these settings; nothing to do[/]")
         return out
@@ -161,38 +170,69 @@ def extract_manifest(in_path: Path, ext: Extractor, out_dir: Path, first: bool, 
     final_storage = out_dir / f"{stem}_{ext.name}{suffix}"
     tmp_storage = out_dir / f"tmp{os.getpid()}-{stem}_{ext.name}{suffix}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    # long cuts together: fewer padded frames in batched models
-    order = sorted(range(len(cuts)), key=lambda i: cuts[i].duration) if ext.batch_size > 1 else list(range(len(cuts)))
-    cut_list = list(cuts)
-    done: list[Cut | None] = [None] * len(cut_list)
+    num_cuts, bad = 0, []
     try:
-        with ext.writer(tmp_storage) as writer, make_progress() as progress:
-            task = progress.add_task(f"{ext.name}: {in_path.name}", total=len(cut_list))
-            for s in range(0, len(order), ext.batch_size):
-                idx = order[s : s + ext.batch_size]
-                batch = [cut_list[i] for i in idx]
-                try:
-                    arrays = ext.process(batch)
-                except PolyspeechError as e:
-                    raise PolyspeechError(f"{where}{e}") from e
-                for i, cut, arr in zip(idx, batch, arrays):
-                    done[i] = ext.attach(cut, arr, writer)
-                progress.advance(task, len(batch))
-            tmp_written = Path(writer.storage_path)
-        # point the manifests at the final storage name before moving it there
-        out_cuts = CutSet.from_cuts(_repoint(c, ext, str(tmp_written), str(final_storage)) for c in done if c is not None)
-        stamp.unlink(missing_ok=True)  # the old output is being replaced: not done until the new stamp
+        # The input is streamed in windows of WINDOW_CUTS cuts; within one, long cuts go together
+        # (fewer padded frames in batched models); the output keeps the input's order, and each
+        # cut is written to the (temporary) manifest as soon as its window is done.
         with atomic_path(out) as tmp_manifest:
-            out_cuts.to_file(tmp_manifest)
+            with CutSet.open_writer(tmp_manifest) as manifest, ext.writer(tmp_storage) as writer, make_progress() as progress:
+                task = progress.add_task(f"{ext.name}: {in_path.name}", total=len(cuts))
+                for window in _windows(cuts):
+                    order = sorted(range(len(window)), key=lambda i: window[i].duration) if ext.batch_size > 1 else list(range(len(window)))
+                    done: list[Cut | None] = [None] * len(window)
+                    for s in range(0, len(order), ext.batch_size):
+                        idx = order[s : s + ext.batch_size]
+                        batch = [window[i] for i in idx]
+                        try:
+                            arrays = ext.process(batch)
+                        except PolyspeechError as e:
+                            raise PolyspeechError(f"{where}{e}") from e
+                        for i, cut, arr in zip(idx, batch, arrays):
+                            try:
+                                check_finite(cut, arr, ext, where)
+                            except BadItemError as e:
+                                if not skip_bad:
+                                    raise
+                                bad.append(str(e))
+                                continue
+                            done[i] = ext.attach(cut, arr, writer)
+                        progress.advance(task, len(batch))
+                    for c in done:
+                        if c is not None:  # pointed at the final storage name: it is moved there below
+                            manifest.write(_repoint(c, ext, str(writer.storage_path), str(final_storage)))
+                            num_cuts += 1
+                tmp_written = Path(writer.storage_path)
+            if not num_cuts:
+                raise PolyspeechError(f"{where}every cut has non-finite features ({len(bad)} dropped by --skip-bad); the first: {bad[0]}")
+            stamp.unlink(missing_ok=True)  # the old output is being replaced: not done until the new stamp
             _remove(final_storage)
             os.replace(tmp_written, final_storage)
     finally:
         _remove(tmp_storage)
+    if bad:
+        console.print(f"[yellow]--skip-bad dropped {len(bad)} cut(s) with non-finite features[/]; the first: {bad[0]}")
     info_path = out_dir / f"{ext.name}.json"  # what decoding reads: vocabulary / dimension / frame shift
     atomic_write_text(info_path, json.dumps(jsonable(ext.info()), indent=2) + "\n")
-    write_stamp(stamp, key, [out, final_storage, info_path], input=str(in_path), num_cuts=len(out_cuts))
-    console.print(f"wrote {out} ({len(out_cuts)} cuts, --type {ext.name}) and {out_dir / (ext.name + '.json')}")
+    write_stamp(stamp, key, [out, final_storage, info_path], input=str(in_path), num_cuts=num_cuts)
+    console.print(f"wrote {out} ({num_cuts} cuts, --type {ext.name}) and {out_dir / (ext.name + '.json')}")
     return out
+
+
+def _windows(cuts: CutSet, size: int = WINDOW_CUTS):
+    it = iter(cuts)
+    while window := list(itertools.islice(it, size)):
+        yield window
+
+
+def check_finite(cut: Cut, arr: np.ndarray, ext: Extractor, where: str = "") -> None:
+    """Computed features (or float tokens) with NaN/inf are refused here, where they are made: a
+    one-line BadItemError naming the cut (`--skip-bad` drops it instead)."""
+    arr = np.asarray(arr)
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        n = int(arr.size - np.isfinite(arr).sum())
+        raise BadItemError(f"{where}cut '{cut.id}': --type {ext.name} computed {n} NaN/inf value(s) of {arr.size} "
+                           "(check its audio: silence, clipping, a broken file), or pass --skip-bad to drop such cuts")
 
 
 def _repoint(cut: Cut, ext: Extractor, old: str, new: str) -> Cut:
@@ -214,4 +254,5 @@ def extract(inputs: list[Path], opts: ExtractOptions) -> list[Path]:
     ext = make_extractor(opts)
     if opts.type == "fbank":
         console.print("[dim]fbank: 80-dim log-mel; this is also the offline default semantic stream when no HuBERT checkpoint is on disk[/]")
-    return [extract_manifest(Path(p), ext, out_dir, first=i == 0, files=model_files(opts, ext)) for i, p in enumerate(inputs)]
+    return [extract_manifest(Path(p), ext, out_dir, first=i == 0, files=model_files(opts, ext), skip_bad=opts.skip_bad)
+            for i, p in enumerate(inputs)]

@@ -113,7 +113,8 @@ def evaluate_exp(exp_dir, cuts_path, wav_dir=None, max_cuts: int = 100, resynth_
 
     import soundfile as sf
 
-    from polyspeech_cli.codec.data import load_cut_features, read_cuts
+    from polyspeech_cli.codec.data import load_cut_features
+    from polyspeech_cli.data.manifest import read_cuts
     from polyspeech_cli.vocoder.data import load_utterances
     from polyspeech_cli.vocoder.mel import wave_to_mel
     from polyspeech_cli.vocoder.synthesize import features_to_wave, load_vocoder
@@ -125,12 +126,13 @@ def evaluate_exp(exp_dir, cuts_path, wav_dir=None, max_cuts: int = 100, resynth_
 
         raise PolyspeechError(f"{cuts_path}: {data.feat_dim}-dim features, {voc.path} expects {voc.feat_dim}-dim ones")
     out = evaluate_decoder(voc.decoder, data)
-    cuts = {c.id: c for c in read_cuts(cuts_path)}
     groups = data.by_speaker()
+    pairs = [(u.cut_id, data.utts[prompt_index(groups, i, u.speaker, None)].cut_id) for i, u in enumerate(data.utts[:resynth_cuts])]
+    wanted = {k for pair in pairs for k in pair}
+    cuts = {c.id: c for c in read_cuts(cuts_path) if c.id in wanted}  # streamed: only these cuts are kept
     e2e = copy = n = 0.0
     for i, u in enumerate(data.utts[:resynth_cuts]):
-        cut = cuts[u.cut_id]
-        prompt = cuts[data.utts[prompt_index(groups, i, u.speaker, None)].cut_id]
+        cut, prompt = cuts[pairs[i][0]], cuts[pairs[i][1]]
         wave = features_to_wave(load_cut_features(cut), prompt.load_audio()[0], prompt.sampling_rate, exp_dir)
         copy_wave = voc.mel_to_wave(torch.from_numpy(u.mel))
         for w, key in ((wave, "e2e"), (copy_wave, "copy")):
