@@ -209,7 +209,9 @@ assemble() {  # the per-source tables into $results
   judge=$(tts_judge)
   [ -d "$exp_dir/mini_eval" ] && extra+=(--mini-dir "$exp_dir/mini_eval" --mini-exp "$mini_exp")
   [ -f "$exp_dir/peer_compare/peer_table.md" ] && extra+=(--section "$exp_dir/peer_compare/peer_table.md")
-  python3 local/results_md.py --out "$results" --sources "${sources[*]}" --score-dir "$exp_dir/score" --data-dir "$data_dir" \
+  polyspeech compare-sources --out "$results" --sources "${sources[*]}" --score-dir "$exp_dir/score" --data-dir "$data_dir" \
+    --title "egs/real: RESULTS (recorded human speech)" \
+    --line-note "SECS between the real test audio of the three TTS voices (cathy, LJSpeech, MagicData; all female)" \
     --judge-dir "$judge/by_source" --judge "$(judge_label)" --notes local/limits.md "${extra[@]}"
 }
 
@@ -230,7 +232,7 @@ if stage_on 6; then
   lane "$exp_dir/score/all/single.log" polyspeech score "${single[@]}" --out "$exp_dir/score/all/single/RESULTS.md"
   lane "$exp_dir/score/all/resynth.log" polyspeech score "${resynth[@]}" --out "$exp_dir/score/all/resynth/RESULTS.md"
   wait_lanes
-  python3 local/scores_by_source.py --score-dir "$exp_dir/score" --sources "${sources[*]}" --line multi:decode_tts_all
+  polyspeech split-scores --score-dir "$exp_dir/score" --sources "${sources[*]}" --line multi:decode_tts_all
   judge=$(tts_judge)
   for src in "${sources[@]}"; do lane "$exp_dir/score/$src/compare.log" compare_source "$src"; done
   wait_lanes
