@@ -264,7 +264,7 @@ def test_ddp_two_gloo_processes(data, tmp_path):
         "max_duration": 15.0, "max_steps": 3, "warmup_steps": 1, "valid_every": 0, "checkpoint_every": 2, "threads": 1, "device": "cpu",
     }))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "polyspeech_cli.lm",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "polyspeech_cli", "train", "lm",
            "--config", str(conf), "--train-cuts", str(data), "--exp-dir", str(tmp_path / "exp"), "--tasks", "asr,lid,gid", "--no-progress"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

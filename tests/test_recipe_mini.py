@@ -69,9 +69,15 @@ def test_quick_recipe_end_to_end_then_skips(quick_recipe):
     assert "share of LM time" in table and "Rule: the multitask LM trains 20 steps" in table
     assert "## Reference: pooled-fbank logistic regression" in table  # the LID/GID linear floor
 
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    # A re-run of the stages that make artefacts (0-5) skips them all: every model and decode stays as it
+    # was (stage 6 only reads them and always rewrites its tables; the first run covered it).
+    made = {p: p.stat().st_mtime_ns for p in [*(recipe / "exp").glob("*/model.safetensors"),
+                                              *(recipe / "exp").glob("lm_*/decode_*/results.jsonl")]}
+    assert len(made) >= 6 + 4 + 4 + 1 + 3, sorted(made)  # codec, vocoder, 5 LMs; decodes of both systems, resynth, judge
+    second = subprocess.run([*cmd, "--stop-stage", "5"], capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "nothing to do" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in made} == made  # nothing was trained or decoded again
 
 
 def _browser():

@@ -264,3 +264,38 @@ def test_score_tts_without_any_reference_is_one_error(tmp_path, run_cli):
     d = write_results(tmp_path / "decode_tts_x", [{"id": "1", "task": "tts", "wav": str(tmp_path / "x.wav"), "reference_wav": None, "speaker": "A"}])
     r = run_cli("score", d)
     assert r.exit_code == 1 and "has a reference_wav" in r.output and not (tmp_path / "RESULTS.md").exists()
+
+
+def test_sources_split_and_one_page(tmp_path, run_cli):
+    """`split-scores` gives each source its own entries (TTS: the all-voices SECS line filled in);
+    `compare-sources` puts the per-source `compare` pages on one page, every source side by side."""
+    nan = float("nan")
+    tts = {"task": "tts", "secs": 0.6, "secs_between_speakers": nan}
+    scores = {"decode_tts_all": {**tts, "secs_between_speakers": 0.2}, "decode_tts_cathy": tts,
+              "decode_lid_fsdd": {"task": "lid", "accuracy": 0.5}, "decode_lid_cathy": {"task": "lid", "accuracy": 0.75}}
+    for system in ("multi", "single"):
+        (tmp_path / "score" / "all" / system).mkdir(parents=True)
+        (tmp_path / "score" / "all" / system / "scores.json").write_text(json.dumps(scores))
+    r = run_cli("split-scores", "--score-dir", tmp_path / "score", "--sources", "cathy fsdd", "--line", "multi:decode_tts_all")
+    assert r.exit_code == 0, r.output
+    cathy = json.loads((tmp_path / "score" / "cathy" / "multi" / "scores.json").read_text())
+    assert set(cathy) == {"decode_tts_cathy", "decode_lid_cathy"}
+    assert cathy["decode_tts_cathy"]["secs_between_speakers"] == 0.2 and cathy["decode_tts_cathy"]["secs_between_speakers_from"] == "multi/decode_tts_all"
+    assert set(json.loads((tmp_path / "score" / "fsdd" / "single" / "scores.json").read_text())) == {"decode_lid_fsdd"}
+    bad = run_cli("split-scores", "--score-dir", tmp_path / "score", "--sources", "cathy", "--line", "multi:decode_lid_fsdd")
+    assert bad.exit_code == 1 and "no TTS score over several speakers" in bad.output
+
+    for src in ("cathy", "fsdd"):
+        (tmp_path / "score" / src / "compare.md").write_text(f"# RESULTS\n\n## Environment\n\nenv line\n\n## {src}: single-task vs multitask\n\n"
+                                                            "| metric |\n\n## Training budgets\n\n| model |\n")
+    (tmp_path / "data").mkdir()
+    out = tmp_path / "page" / "RESULTS.md"
+    out.parent.mkdir()
+    r = run_cli("compare-sources", "--sources", "cathy fsdd missing", "--score-dir", tmp_path / "score", "--data-dir", tmp_path / "data",
+                "--out", out, "--title", "two sources", "--judge", "multitask")
+    assert r.exit_code == 0, r.output
+    page = out.read_text()
+    assert page.startswith("# two sources\n") and page.count("env line") == 1 and page.count("| model |") == 1
+    assert "### cathy: single-task vs multitask" in page and "## missing\n\n(not scored:" in page
+    side = page.split("## Every source side by side")[1].split("\n## ")[0]
+    assert "| cathy | – | 0.600 / 0.600 | 0.200 |" in side and "| fsdd |" in side and "the multitask ASR model" in side

@@ -4,6 +4,16 @@
 #   lane LOG_FILE CMD...    run CMD in the background (output in LOG_FILE) once fewer than $nj such
 #                           jobs run; in the foreground when nj = 1
 #   wait_lanes              wait for every lane job; exit 1 naming the logs if one failed
+#   stage_on N              true when stage N lies in --stage..--stop-stage
+#   stamp_fresh STAMP OPTIONS IN...
+#                           true when STAMP records this work: the same OPTIONS (a JSON value or a plain
+#                           string), inputs IN... unchanged since, its outputs present. The package's one
+#                           skip rule (polyspeech_cli/stamps.py) for the work a recipe does itself; the
+#                           `polyspeech` verbs skip finished work on their own stamps.
+#   stamp_write STAMP OPTIONS OUT IN... record that this work made OUT (call it after the work)
+#   stamp_of FILE           FILE's stamp: .NAME.stamp.json beside it
+#   combine_cuts OUT IN...  the cuts of IN... (.jsonl.gz) in one manifest OUT (cut ids must be unique),
+#                           unless OUT's stamp says it was made from exactly these inputs, unchanged since
 #   scaled_steps CONFIG     max_steps of that YAML config x $budget (the embedded recipes' --budget)
 
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}) $*"; }
@@ -29,8 +39,112 @@ wait_lanes() {
   [ "$failed" = 0 ] || { log "a background job failed: see the logs named above"; exit 1; }
 }
 
+stage_on() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+stamp_of() { echo "$(dirname "$1")/.$(basename "$1").stamp.json"; }
+
+# OPTIONS is read as JSON when it is JSON ('{"cmd": "combine"}'), else kept as the string it is.
+_stamp_py='import json, os, sys
+from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
+def key(options, inputs):
+    try:
+        options = json.loads(options)
+    except ValueError:
+        pass
+    return stamp_key(options, inputs)'
+
+stamp_fresh() {
+  python3 -c "$_stamp_py"'
+stamp, options, inputs = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.exit(0 if all(os.path.exists(p) for p in inputs) and is_fresh(stamp, key(options, inputs)) else 1)' "$@"
+}
+
+stamp_write() {
+  python3 -c "$_stamp_py"'
+stamp, options, out, inputs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+write_stamp(stamp, key(options, inputs), [out])' "$@"
+}
+
+combine_cuts() {
+  local out=$1 f msg; shift
+  for f in "$@"; do
+    [ -f "$f" ] || { log "combine_cuts: $f is missing (run the stage that makes it first)"; return 1; }
+    [[ $f == *.jsonl.gz ]] || { log "combine_cuts: $f is not a .jsonl.gz manifest"; return 1; }
+  done
+  mkdir -p "$(dirname "$out")"
+  # Concatenated gzip members are one valid gzip file (RFC 1952), and a cuts manifest is one JSON cut
+  # per line: the inputs' bytes, in order, are their combined manifest (no cut is loaded). The key is
+  # the one egs/real's former `cut_tools.py combine` wrote, so the manifests it made stay fresh.
+  msg=$(python3 - "$out" "$(stamp_of "$out")" "$@" <<'PY'
+import gzip, json, os, shutil, sys
+from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
+out, stamp, inputs = sys.argv[1], sys.argv[2], sys.argv[3:]
+key = stamp_key({"cmd": "combine", "factors": None}, inputs)
+if is_fresh(stamp, key):
+    print(f"{out}: already combined from these {len(inputs)} manifest(s); nothing to do")
+    sys.exit(0)
+seen = {}
+for path in inputs:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                cut_id = json.loads(line)["id"]
+                if cut_id in seen:
+                    sys.exit(f"combine_cuts: cut id '{cut_id}' is in both {seen[cut_id]} and {path} (cut ids must be unique across sets)")
+                seen[cut_id] = path
+tmp = os.path.join(os.path.dirname(out) or ".", f".tmp{os.getpid()}.{os.path.basename(out)}")
+try:
+    with open(tmp, "wb") as dst:
+        for path in inputs:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, dst)
+    os.replace(tmp, out)
+finally:
+    if os.path.exists(tmp):
+        os.remove(tmp)
+write_stamp(stamp, key, [out])
+print(f"wrote {out} ({len(seen)} cuts of {len(inputs)} manifest(s) combined)")
+PY
+  ) || return 1
+  log "  $msg"
+}
+
 scaled_steps() {
   python3 -c 'import sys, yaml; print(max(1, round(yaml.safe_load(open(sys.argv[1]))["max_steps"] * float(sys.argv[2]))))' "$1" "$budget"
+}
+
+# ---- The embedded recipes: egs/mini, egs/real -------------------------------------------------
+# They read the recipe's lm_opts (array: the options every LM trains with), lm_train_cuts, lm_dev_cuts,
+# tasks, exp_dir, test_cuts, tts_test_cuts (default $test_cuts), test_set (the decodes' --set-name;
+# empty: named after the cuts), asr_decode_opts (array) and tts_temperature.
+#   train_lm NAME TASKS [options]   `polyspeech train lm` of $exp_dir/lm_NAME on these tasks (skips a finished run)
+#   tts_judge                       the ASR model with the lower dev error of lm_asr and lm_multi (chosen on
+#                                   dev, never on test): the one that transcribes all TTS audio
+#   decode_system LM...             every task of the test set with these LMs (multi, or the single-task ones);
+#                                   after each decode, `after_decode DECODE_DIR` when the recipe defines it
+train_lm() {
+  local name=$1 task_list=$2; shift 2
+  polyspeech train lm "${lm_opts[@]}" --tasks "$task_list" --train-cuts "$lm_train_cuts" --dev-cuts "$lm_dev_cuts" \
+    --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
+}
+
+tts_judge() { polyspeech best-lm --task asr "$exp_dir/lm_asr" "$exp_dir/lm_multi"; }
+
+decode_system() {
+  local lm t opts
+  for lm in "$@"; do
+    for t in $tasks; do
+      [ "$lm" = multi ] || [ "$lm" = "$t" ] || continue
+      opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" ${test_set:+--set-name "$test_set"})
+      case $t in
+        asr) opts+=(--cuts "$test_cuts" "${asr_decode_opts[@]}") ;;
+        tts) opts+=(--cuts "${tts_test_cuts:-$test_cuts}" --temperature "$tts_temperature" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder") ;;
+        *) opts+=(--cuts "$test_cuts") ;;
+      esac
+      polyspeech decode "${opts[@]}"
+      if declare -F after_decode > /dev/null; then after_decode "$exp_dir/lm_$lm/decode_${t}_${test_set:-test}"; fi
+    done
+  done
 }
 
 # train_lm_systems TRAIN_CUTS DEV_CUTS: the embedded recipes' training stage: the multitask LM, the
@@ -64,11 +178,8 @@ train_lm_systems() {
 # conf device ngpu nj decode_threads hubert_model hubert_layer hubert_batch lm_epochs lm_overrides
 # beam_size ctc_weight encodec_bandwidth encodec_checkpoint.
 #
-#   stage_on N                          true when stage N lies in --stage..--stop-stage
 #   has_task TASK                       true when TASK is in $tasks (comma-separated)
 #   cuts_of DIR SET...                  the cuts manifests of these sets in DIR
-#   combine_cuts OUT IN...              the cuts of IN... (.jsonl.gz) in one manifest OUT, unless OUT was
-#                                       made from exactly these inputs and none changed since
 #   derive_config BASE OUT KEY=VALUE... BASE (YAML) with dotted keys set (VALUE read as YAML) -> OUT; the
 #                                       trainer that loads OUT checks the keys (a typo is an error)
 #   steps_for_epochs CUTS CONFIG EPOCHS TASKS
@@ -88,38 +199,11 @@ train_lm_systems() {
 #   paper_stages                        stages 1-7: HuBERT features, SSET codec, speech decoder, multitask
 #                                       LM, decoding, scoring, the input experiment
 
-stage_on() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-
 has_task() { [[ ,$tasks, == *,$1,* ]]; }
 
 cuts_of() {
   local dir=$1 set; shift
   for set in "$@"; do echo "$dir/${corpus}_cuts_$set.jsonl.gz"; done
-}
-
-combine_cuts() {
-  local out=$1 f fresh=true; shift
-  local list="${out%.jsonl.gz}.inputs"  # what OUT was made of: another list combines again
-  [ -f "$out" ] && [ -f "$list" ] && [ "$(printf '%s\n' "$@")" = "$(cat "$list")" ] || fresh=false
-  for f in "$@"; do
-    [ -f "$f" ] || { log "combine_cuts: $f is missing (did stage 0 prepare this part?)"; return 1; }
-    [[ $f == *.jsonl.gz ]] || { log "combine_cuts: $f is not a .jsonl.gz manifest"; return 1; }
-    if [ "$f" -nt "$out" ]; then fresh=false; fi
-  done
-  if [ "$fresh" = true ]; then
-    log "  $out: already combined from these $# manifest(s); nothing to do"
-    return 0
-  fi
-  local tmp="${out%.jsonl.gz}.tmp$$.jsonl.gz"
-  # Concatenated gzip members are one valid gzip file (RFC 1952), and a cuts manifest is one JSON
-  # cut per line: `cat` is `lhotse combine` for .jsonl.gz manifests, without loading them.
-  if cat "$@" > "$tmp" && mv "$tmp" "$out"; then
-    printf '%s\n' "$@" > "$list"
-    log "  wrote $out ($# manifest(s) combined)"
-  else
-    rm -f "$tmp"
-    return 1
-  fi
 }
 
 derive_config() {
@@ -165,8 +249,8 @@ train_lm_ngpu() {
     # one process per GPU: `--device auto` gives each its own (cuda:LOCAL_RANK); `cuda` would put all on GPU 0
     local lm_device=$device
     [[ $device == cuda* ]] && lm_device=auto
-    log "  torchrun --standalone --nproc_per_node $ngpu -m polyspeech_cli.lm --device $lm_device $*"
-    torchrun --standalone --nproc_per_node "$ngpu" -m polyspeech_cli.lm --device "$lm_device" "$@"
+    log "  torchrun --standalone --nproc_per_node $ngpu -m polyspeech_cli train lm --device $lm_device $*"
+    torchrun --standalone --nproc_per_node "$ngpu" -m polyspeech_cli train lm --device "$lm_device" "$@"
   else
     polyspeech train lm --device "$device" "$@"
   fi

@@ -25,7 +25,7 @@ corpus_dir=corpus/synth
 conf=../../conf        # the YAML configs (tiny CPU ones by default)
 . ../../utils/parse_options.sh
 
-. ../../utils/recipe_lib.sh  # log, lane, wait_lanes
+. ../../utils/recipe_lib.sh  # log, lane, wait_lanes, stage_on, train_lm, decode_system, tts_judge
 
 synth_opts=(--config "$conf/synth.yaml")
 codec_opts=(--config "$conf/codec_tiny.yaml" --max-steps "$(scaled_steps "$conf/codec_tiny.yaml")")
@@ -50,6 +50,8 @@ lm_opts+=(--max-steps "$lm_steps")
 sets="train dev test"
 tasks="asr tts lid gid"
 feats=$data_dir/sset   # cuts carrying fbank features *and* SSET tokens
+lm_train_cuts=$feats/synth_cuts_train.jsonl.gz lm_dev_cuts=$feats/synth_cuts_dev.jsonl.gz  # train_lm (utils/recipe_lib.sh)
+test_cuts=$feats/synth_cuts_test.jsonl.gz test_set=""                                      # decode_system
 
 if stage_on 0; then
   log "Stage 0: generate the eSpeak NG corpus and prepare Lhotse manifests in $data_dir"
@@ -78,11 +80,6 @@ if stage_on 3; then
     --out "$exp_dir/codec/codec_eval.json"
 fi
 
-train_lm() {  # train_lm NAME TASKS [extra options]
-  local name=$1 task_list=$2; shift 2
-  polyspeech train lm "${lm_opts[@]}" --tasks "$task_list" --train-cuts "$feats/synth_cuts_train.jsonl.gz" \
-    --dev-cuts "$feats/synth_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
-}
 if stage_on 4; then
   log "Stage 4: train the multitask LM ($lm_steps steps), the four single-task LMs (--single-steps $single_steps: the multitask LM's steps of their task or all of them; early stopping, patience $patience) and the speech decoder, $nj at a time"
   train_lm_systems "$data_dir/fbank/synth_cuts_train.jsonl.gz" "$data_dir/fbank/synth_cuts_dev.jsonl.gz"
@@ -94,24 +91,6 @@ budget_rule() {  # the sentence under RESULTS.md's budget table
   else
     echo "Rule: the multitask LM trains $lm_steps steps; each single-task LM may train as many (early stopping, patience $patience), so it sees up to 1/p more batches of its task than the multitask model."
   fi
-}
-
-tts_judge() {  # the ASR model with the lower dev error (chosen on dev, never on test)
-  python3 -m polyspeech_cli.lm.summary --best asr "$exp_dir/lm_asr" "$exp_dir/lm_multi"
-}
-
-decode_system() {  # decode_system LM...: every task of the test set with these LMs (multi, or the single-task ones)
-  for lm in "$@"; do
-    for t in $tasks; do
-      [ "$lm" = multi ] || [ "$lm" = "$t" ] || continue
-      opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" --cuts "$feats/synth_cuts_test.jsonl.gz")
-      [ "$t" = asr ] && opts+=("${asr_decode_opts[@]}")
-      if [ "$t" = tts ]; then
-        opts+=(--temperature "$tts_temperature" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
-      fi
-      polyspeech decode "${opts[@]}"
-    done
-  done
 }
 
 if stage_on 5; then

@@ -58,6 +58,11 @@ if [ "$quick" = true ]; then
   [ "$synth_utts" = 0 ] || synth_opts=(--config "$top_conf/synth.yaml" --train-utts 2 --dev-utts 1 --test-utts 2)
 fi
 tasks="asr tts lid gid"
+# utils/recipe_lib.sh's train_lm and decode_system: every LM on the union of the sources' splits; each
+# task decoded once over the union of the test sets (TTS: the voices' test sets), then split per source.
+lm_opts=(--config "$lm_conf" --speech-tokens sset --max-steps "$lm_steps")
+lm_train_cuts=$data_dir/lm/cuts_train.jsonl.gz lm_dev_cuts=$data_dir/lm/cuts_dev.jsonl.gz
+test_cuts=$data_dir/lm/cuts_test.jsonl.gz tts_test_cuts=$data_dir/lm/cuts_test_tts.jsonl.gz test_set=all
 
 # The sets (conf/sets.tsv): names, and which are TTS voices.
 all_sets=() tts_sets=() other_sets=()
@@ -79,7 +84,6 @@ lm_cuts() {  # lm_cuts SET SPLIT: the manifest the LMs read
   elif is_tts "$1"; then echo "$data_dir/sset/$1_cuts_$2.jsonl.gz"
   else echo "$data_dir/fbank/$1_cuts_$2.jsonl.gz"; fi
 }
-combine() { python3 local/cut_tools.py combine "$@"; }
 
 if stage_on 0; then
   log "Stage 0: Lhotse manifests of ${all_sets[*]} from $data (16 kHz, split per conf/sets.tsv)$([ "$synth_utts" = 0 ] || echo ", and generated eSpeak NG utterances for LID (${synth_opts[*]:2})")"
@@ -128,7 +132,7 @@ fi
 if stage_on 2; then
   log "Stage 2: train the SSET codec on the real sets' fbank (train splits) in $exp_dir/codec"
   for s in train dev; do
-    combine "$data_dir/fbank/real_cuts_$s.jsonl.gz" $(for name in "${all_sets[@]}"; do echo "$data_dir/fbank/${name}_cuts_$s.jsonl.gz"; done)
+    combine_cuts "$data_dir/fbank/real_cuts_$s.jsonl.gz" $(for name in "${all_sets[@]}"; do echo "$data_dir/fbank/${name}_cuts_$s.jsonl.gz"; done)
   done
   polyspeech train codec "${codec_opts[@]}" --train-cuts "$data_dir/fbank/real_cuts_train.jsonl.gz" \
     --dev-cuts "$data_dir/fbank/real_cuts_dev.jsonl.gz" --exp-dir "$exp_dir/codec" --resume
@@ -143,43 +147,22 @@ if stage_on 3; then
     if [ "$s" = train ] && [ -n "$speed_perturb" ]; then
       for name in "${other_sets[@]}"; do [ "$name" = librispeech_gender ] || extra+=("$data_dir/fbank/${name}_sp_cuts_train.jsonl.gz"); done
     fi
-    combine "$data_dir/lm/cuts_$s.jsonl.gz" $(for src in "${sources[@]}"; do lm_cuts "$src" "$s"; done) "${extra[@]}"
+    combine_cuts "$data_dir/lm/cuts_$s.jsonl.gz" $(for src in "${sources[@]}"; do lm_cuts "$src" "$s"; done) "${extra[@]}"
   done
-  combine "$data_dir/lm/cuts_test_tts.jsonl.gz" $(for name in "${tts_sets[@]}"; do lm_cuts "$name" test; done)
+  combine_cuts "$data_dir/lm/cuts_test_tts.jsonl.gz" $(for name in "${tts_sets[@]}"; do lm_cuts "$name" test; done)
 fi
 
-train_lm() {  # train_lm NAME TASKS [extra options]
-  local name=$1 task_list=$2; shift 2
-  polyspeech train lm --config "$lm_conf" --speech-tokens sset --max-steps "$lm_steps" --tasks "$task_list" \
-    --train-cuts "$data_dir/lm/cuts_train.jsonl.gz" --dev-cuts "$data_dir/lm/cuts_dev.jsonl.gz" \
-    --exp-dir "$exp_dir/lm_$name" --resume --no-progress "$@"
-}
 if stage_on 4; then
   log "Stage 4: the multitask LM ($lm_steps steps), the four single-task LMs (early stopping, patience $patience, at most $lm_steps steps) and the speech decoder, $nj at a time"
   train_lm_systems "$data_dir/fbank/real_cuts_train.jsonl.gz" "$data_dir/fbank/real_cuts_dev.jsonl.gz"
 fi
 
-tts_judge() {  # the ASR model with the lower dev error (chosen on dev, never on test); chosen in stage 5, read after
-  [ -s "$exp_dir/tts_judge" ] || python3 -m polyspeech_cli.lm.summary --best asr "$exp_dir/lm_asr" "$exp_dir/lm_multi" > "$exp_dir/tts_judge"
-  cat "$exp_dir/tts_judge"
-}
 source_args() {  # --source NAME=CUTS for every scored source (the ids that split a decode per source)
   local src
   for src in "${sources[@]}"; do echo "--source"; echo "$src=$(lm_cuts "$src" test)"; done
 }
-decode_system() {  # decode_system LM...: every task over the union of the test sets, then split per source
-  local lm t opts
-  for lm in "$@"; do
-    for t in $tasks; do
-      [ "$lm" = multi ] || [ "$lm" = "$t" ] || continue
-      opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" --set-name all --cuts "$data_dir/lm/cuts_test.jsonl.gz")
-      [ "$t" = asr ] && opts+=("${asr_decode_opts[@]}")
-      [ "$t" = tts ] && opts=(--task tts --exp-dir "$exp_dir/lm_$lm" --set-name all --cuts "$data_dir/lm/cuts_test_tts.jsonl.gz" \
-        --temperature "$tts_temperature" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder")
-      polyspeech decode "${opts[@]}"
-      python3 local/split_by_source.py "$exp_dir/lm_$lm/decode_${t}_all" --out-dir "$exp_dir/lm_$lm/by_source" $(source_args)
-    done
-  done
+after_decode() {  # after_decode DECODE_DIR: split a decode over the union into one per source (called by decode_system)
+  python3 local/split_by_source.py "$1" --out-dir "$(dirname "$1")/by_source" $(source_args)
 }
 
 if stage_on 5; then
@@ -190,16 +173,15 @@ if stage_on 5; then
   resynth() {
     polyspeech decode --task tts --oracle-tokens --set-name all_resynth --exp-dir "$exp_dir/lm_multi" \
       --cuts "$data_dir/lm/cuts_test_tts.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
-    python3 local/split_by_source.py "$exp_dir/lm_multi/decode_tts_all_resynth" --out-dir "$exp_dir/lm_multi/by_source" $(source_args)
+    after_decode "$exp_dir/lm_multi/decode_tts_all_resynth"
   }
   lane "$exp_dir/lm_multi/decode_resynth.log" resynth
   wait_lanes
-  rm -f "$exp_dir/tts_judge"  # chosen again from the LMs just trained
   judge=$(tts_judge)
   log "  TTS judge: $judge (the lower dev ASR error of lm_asr and lm_multi)"
   judge_tts() {  # judge_tts LM_DIR_OF_TTS_DECODE LABEL
     polyspeech decode --task asr --exp-dir "$judge" --cuts "$1/cuts.jsonl.gz" --set-name "tts_$2" "${asr_decode_opts[@]}"
-    python3 local/split_by_source.py "$judge/decode_asr_tts_$2" --out-dir "$judge/by_source" $(source_args)
+    after_decode "$judge/decode_asr_tts_$2"
   }
   lane "$judge/decode_tts_multi.log" judge_tts "$exp_dir/lm_multi/decode_tts_all" multi
   lane "$judge/decode_tts_tts.log" judge_tts "$exp_dir/lm_tts/decode_tts_all" tts
@@ -207,10 +189,9 @@ if stage_on 5; then
   wait_lanes
 fi
 
-judge_label() { [ "$(tts_judge)" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask; }
-compare_source() {  # compare_source SRC: the single-task vs multitask table of one source
-  local src=$1 out=$exp_dir/score/$1 judge lm cmp resynth_label
-  judge=$(tts_judge)
+judge_label() { [ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask; }  # after judge=$(tts_judge)
+compare_source() {  # compare_source SRC: the single-task vs multitask table of one source (after judge=$(tts_judge))
+  local src=$1 out=$exp_dir/score/$1 lm cmp resynth_label
   cmp=("single-task=$out/single/scores.json" "multitask=$out/multi/scores.json")
   if [ -f "$out/resynth/scores.json" ]; then
     resynth_label="real SSET tokens resynthesized (TTS back-end upper bound)"
@@ -224,11 +205,13 @@ compare_source() {  # compare_source SRC: the single-task vs multitask table of 
   polyspeech compare "${cmp[@]}" --title "$src: single-task vs multitask" --out "$out/compare.md"
 }
 assemble() {  # the per-source tables into $results
-  local judge extra=()
+  local extra=()
   judge=$(tts_judge)
   [ -d "$exp_dir/mini_eval" ] && extra+=(--mini-dir "$exp_dir/mini_eval" --mini-exp "$mini_exp")
   [ -f "$exp_dir/peer_compare/peer_table.md" ] && extra+=(--section "$exp_dir/peer_compare/peer_table.md")
-  python3 local/results_md.py --out "$results" --sources "${sources[*]}" --score-dir "$exp_dir/score" --data-dir "$data_dir" \
+  polyspeech compare-sources --out "$results" --sources "${sources[*]}" --score-dir "$exp_dir/score" --data-dir "$data_dir" \
+    --title "egs/real: RESULTS (recorded human speech)" \
+    --line-note "SECS between the real test audio of the three TTS voices (cathy, LJSpeech, MagicData; all female)" \
     --judge-dir "$judge/by_source" --judge "$(judge_label)" --notes local/limits.md "${extra[@]}"
 }
 
@@ -249,7 +232,8 @@ if stage_on 6; then
   lane "$exp_dir/score/all/single.log" polyspeech score "${single[@]}" --out "$exp_dir/score/all/single/RESULTS.md"
   lane "$exp_dir/score/all/resynth.log" polyspeech score "${resynth[@]}" --out "$exp_dir/score/all/resynth/RESULTS.md"
   wait_lanes
-  python3 local/scores_by_source.py --score-dir "$exp_dir/score" --sources "${sources[*]}" --line multi:decode_tts_all
+  polyspeech split-scores --score-dir "$exp_dir/score" --sources "${sources[*]}" --line multi:decode_tts_all
+  judge=$(tts_judge)
   for src in "${sources[@]}"; do lane "$exp_dir/score/$src/compare.log" compare_source "$src"; done
   wait_lanes
   assemble
@@ -296,18 +280,26 @@ if stage_on 8; then
       polyspeech extract-tokens --type fbank "${sp[@]}" --out-dir "$data_dir/fbank"
       ours_train+=("$data_dir/fbank/speechocean762_train_sp_cuts_train.jsonl.gz" "$data_dir/fbank/speechocean762_train_sp_cuts_dev.jsonl.gz")
     fi
-    combine "$out/ours_cuts_train.jsonl.gz" "${ours_train[@]}"
+    combine_cuts "$out/ours_cuts_train.jsonl.gz" "${ours_train[@]}"
+    # The peer and our timed training skip on stamps (utils/recipe_lib.sh stamp_fresh): the same
+    # minutes / settings and unchanged inputs (peer_manifest.py rewrites a manifest only when it changes).
+    peer_inputs=("$peer_dir/run_peer.sh" "$out/tsv/train/manifest.tsv" "$out/tsv/test/manifest.tsv")
+    ours_inputs=("$peer_conf" "$out/ours_cuts_train.jsonl.gz")
     run_espnet() {
-      if [ -s "$out/espnet/decode_test/summary.json" ]; then echo "$out/espnet: done (delete it to re-run)"; return; fi
+      if stamp_fresh "$out/espnet/.peer.stamp.json" "espnet peer, $peer_minutes min" "${peer_inputs[@]}"; then
+        echo "$out/espnet: done with these inputs; nothing to do"; return
+      fi
       THREADS=1 bash "$peer_dir/run_peer.sh" "$out/tsv/train" "$out/tsv/test" "$out/espnet" "$peer_minutes"
+      stamp_write "$out/espnet/.peer.stamp.json" "espnet peer, $peer_minutes min" "$out/espnet/decode_test/summary.json" "${peer_inputs[@]}"
     }
     run_ours() {  # no dev set: the 2 dev speakers are training data here (as for the peer); the last model is decoded
       local t0
-      if [ ! -s "$out/lm_asr/train_seconds" ]; then
+      if ! stamp_fresh "$out/lm_asr/.train_seconds.stamp.json" "asr, $peer_steps steps" "${ours_inputs[@]}"; then
         t0=$(date +%s.%N)
         OMP_NUM_THREADS=1 polyspeech train lm --config "$peer_conf" --tasks asr --max-steps "$peer_steps" --threads 1 \
           --train-cuts "$out/ours_cuts_train.jsonl.gz" --exp-dir "$out/lm_asr" --resume --no-progress
         python3 -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.1f}")' "$t0" > "$out/lm_asr/train_seconds"
+        stamp_write "$out/lm_asr/.train_seconds.stamp.json" "asr, $peer_steps steps" "$out/lm_asr/train_seconds" "${ours_inputs[@]}"
       fi
       polyspeech decode --task asr --exp-dir "$out/lm_asr" --cuts "$data_dir/fbank/speechocean762_train_cuts_test.jsonl.gz" \
         --set-name so_test "${asr_decode_opts[@]}"

@@ -32,7 +32,7 @@ def train_lm(
 ) -> None:
     """Train the multitask (or, with one task, single-task) decoder-only LM.
 
-    Multi-GPU / multi-process (DDP): torchrun --standalone --nproc_per_node N -m polyspeech_cli.lm --config ... (same options).
+    Multi-GPU / multi-process (DDP): torchrun --standalone --nproc_per_node N -m polyspeech_cli train lm --config ... (same options).
     """
     from polyspeech_cli.config import load_config
     from polyspeech_cli.lm.config import TrainConfig
@@ -46,6 +46,18 @@ def train_lm(
     if speech_tokens:
         cfg.data.speech_tokens = speech_tokens
     train(cfg, train_cuts, dev_cuts, exp_dir, resume=resume, log=console.print, progress=not no_progress, vocab_only=vocab_only, stop_at=stop_at)
+
+
+@cli_command
+def best_lm(
+    exp_dirs: list[Path] = typer.Argument(..., help="LM exp dirs trained with --dev-cuts (their train_log.csv)."),
+    task: str = typer.Option(..., "--task", help="asr, tts, lid or gid: the task whose dev error decides."),
+) -> None:
+    """Print the LM exp dir whose kept model has the lowest dev error on a task (chosen on dev, never on test;
+    ties: the first named). The recipes' TTS judge: `polyspeech best-lm --task asr exp/lm_asr exp/lm_multi`."""
+    from polyspeech_cli.lm.summary import best_run
+
+    typer.echo(best_run(exp_dirs, task))
 
 
 @cli_command

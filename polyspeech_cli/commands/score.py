@@ -79,3 +79,43 @@ def compare(
         bars=bars, lm_dirs=list(lm_dirs or []), budget_rule=budget_rule, notes=notes))
     console.print(table)
     console.print(f"wrote {out}")
+
+
+@cli_command
+def split_scores(
+    score_dir: Annotated[Path, typer.Option("--score-dir", help="Reads SCORE_DIR/all/<system>/scores.json, writes SCORE_DIR/<source>/<system>/scores.json.")],
+    sources: Annotated[str, typer.Option("--sources", help="Space-separated source names: the decode dirs end in _<source>.")],
+    systems: Annotated[str, typer.Option("--systems", help="Space-separated systems under SCORE_DIR/all/.")] = "multi single resynth",
+    line: Annotated[str, typer.Option("--line", help="SYSTEM:DECODE_NAME of the TTS score over all voices: its SECS between "
+                                                     "different speakers goes into each source's TTS entry.")] = "",
+) -> None:
+    """Split each system's scores.json (one `score` call over every source's decode dirs) into one per source."""
+    from polyspeech_cli.score.by_source import split_scores as run
+
+    console.print(run(score_dir, sources.split(), systems.split(), line))
+
+
+@cli_command
+def compare_sources(
+    sources: Annotated[str, typer.Option("--sources", help="Space-separated source names, in the page's order.")],
+    score_dir: Annotated[Path, typer.Option("--score-dir", help="SCORE_DIR/<source>/compare.md (`compare` per source) and its scores.json files.")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The prepared <source>_cuts_<split>.jsonl.gz: the splits table.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="RESULTS.md to write (PNGs beside it).")] = Path("RESULTS.md"),
+    title: Annotated[str, typer.Option("--title", help="The page's first heading.")] = "RESULTS",
+    line_note: Annotated[str, typer.Option("--line-note", help="What the `TTS SECS, different real speakers` line is measured on.")]
+        = "SECS between the real test audio of different voices",
+    judge_dir: Annotated[Optional[Path], typer.Option("--judge-dir", help="The TTS judge's per-source ASR decodes of TTS audio.")] = None,
+    judge: Annotated[str, typer.Option("--judge", help="Label of the judge system (single-task / multitask).")] = "",
+    mini_dir: Annotated[Optional[Path], typer.Option("--mini-dir", help="`evaluate` outputs of another model, one dir per source.")] = None,
+    mini_exp: Annotated[str, typer.Option("--mini-exp", help="That model's exp dir (named on the page).")] = "",
+    header: Annotated[Optional[Path], typer.Option("--header", help="Markdown put after the environment.")] = None,
+    section: Annotated[Optional[list[Path]], typer.Option("--section", help="A markdown file put before the notes as its own section (repeatable).")] = None,
+    notes: Annotated[Optional[Path], typer.Option("--notes", help="Markdown appended at the end.")] = None,
+) -> None:
+    """One RESULTS.md of several sources scored one by one: splits, every source side by side, a section per source
+    (its `compare` page), the training budgets and curves once; nothing averaged over sources."""
+    from polyspeech_cli.score.by_source import SourcesPage, write_sources_page
+
+    console.print(write_sources_page(SourcesPage(
+        sources=sources.split(), score_dir=score_dir, data_dir=data_dir, out=out, title=title, line_note=line_note,
+        judge_dir=judge_dir, judge=judge, mini_dir=mini_dir, mini_exp=mini_exp, header=header, sections=list(section or []), notes=notes)))

@@ -33,3 +33,19 @@ def train_vocoder(
 
     cfg = load_config(config, VocoderConfig, {"max_steps": max_steps, "device": device, "threads": threads})
     train(cfg, train_cuts, dev_cuts, exp_dir, resume=resume, log=console.print, progress=not no_progress, stop_at=stop_at)
+
+
+@cli_command
+def vocoder_eval(
+    exp_dir: Path = typer.Option(..., "--exp-dir", help="A `polyspeech train vocoder` output directory."),
+    cuts: Path = typer.Option(..., "--cuts", help="Cuts with audio and the same feature type as training."),
+    wav_dir: Path = typer.Option(None, "--wav-dir", help="Write resynthesised and copy-synthesised WAVs here."),
+    max_cuts: int = typer.Option(100, "--max-cuts"),
+    resynth_cuts: int = typer.Option(10, "--resynth-cuts", help="Utterances to run end to end through the vocoder."),
+) -> None:
+    """Dev/test metrics of a trained speech decoder (mel L1/MSE, speaker similarity; see vocoder/evaluate.py), printed as JSON."""
+    import json
+
+    from polyspeech_cli.vocoder.evaluate import evaluate_exp
+
+    typer.echo(json.dumps(evaluate_exp(exp_dir, cuts, wav_dir, max_cuts, resynth_cuts), indent=1))

@@ -1,13 +1,11 @@
 """Dev metrics of an LM during and after training: ASR CER (attention greedy and CTC best path),
 LID/GID accuracy — decoded by the same code as `polyspeech decode` and scored with the same CER
-as `polyspeech score` (characters without spaces).
-
-    python -m polyspeech_cli.lm.evaluate --exp-dir exp/lm --cuts data/synth_cuts_dev.jsonl.gz
+as `polyspeech score` (characters without spaces). Run during training (`train lm --dev-cuts`);
+a trained model on any set: `polyspeech evaluate`.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -80,22 +78,3 @@ def dev_error(task: str, metrics: dict[str, float], dev_losses: dict[str, float]
         return min(cers) if cers else None
     return 1.0 - metrics[f"{task}_acc"] if f"{task}_acc" in metrics else None
 
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--exp-dir", type=Path, required=True)
-    p.add_argument("--cuts", type=Path, required=True)
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the newest in <exp>/ckpt")
-    p.add_argument("--tasks", default="asr,lid,gid")
-    p.add_argument("--max-utts", type=int, default=100)
-    args = p.parse_args()
-    from polyspeech_cli.data.manifest import read_cuts
-
-    torch.set_num_threads(1)
-    lm = lm_io.load_lm(args.exp_dir, args.checkpoint)
-    metrics = evaluate(lm.model, lm.vocab, lm.cfg, read_cuts(args.cuts, fix="fix --cuts"), args.tasks.split(","), args.max_utts, per_language=True)
-    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-
-
-if __name__ == "__main__":
-    main()

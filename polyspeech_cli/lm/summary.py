@@ -108,19 +108,3 @@ def best_run(exp_dirs: list[Path], task: str) -> Path:
     """The run whose kept model has the lowest dev error on `task` (ties: the first named)."""
     return min(exp_dirs, key=lambda d: final_dev_error(d, task))
 
-
-def main() -> None:
-    import argparse
-
-    p = argparse.ArgumentParser(description="Print the exp dir whose model has the best dev metric on a task (chosen on dev, never test).")
-    p.add_argument("--best", required=True, help="task: asr, tts, lid or gid")
-    p.add_argument("exp_dirs", nargs="+", type=Path)
-    args = p.parse_args()
-    try:
-        print(best_run(args.exp_dirs, args.best))
-    except PolyspeechError as err:
-        raise SystemExit(f"error: {err}") from None
-
-
-if __name__ == "__main__":
-    main()

@@ -6,7 +6,8 @@ names it, untouched, and another input list (e.g. without speed-perturbed copies
 
     python3 local/cut_tools.py lid-only IN OUT        # keep `language` only: no text, no gender
     python3 local/cut_tools.py speed IN OUT --factors 0.9,1.1   # speed-perturbed copies (Lhotse)
-    python3 local/cut_tools.py combine OUT IN...      # one manifest (cut ids must be unique)
+
+(One manifest of several: `combine_cuts OUT IN...` of utils/recipe_lib.sh, the same stamps.)
 
 `lid-only` is how generated speech joins the LM's training set for LID alone: the LM makes ASR/TTS
 examples only from cuts with text and GID examples only from cuts with a gender
@@ -42,11 +43,8 @@ def main() -> None:
     sp.add_argument("inp", type=Path)
     sp.add_argument("out", type=Path)
     sp.add_argument("--factors", default="0.9,1.1")
-    comb = sub.add_parser("combine")
-    comb.add_argument("out", type=Path)
-    comb.add_argument("inputs", type=Path, nargs="+")
     a = p.parse_args()
-    inputs = a.inputs if a.cmd == "combine" else [a.inp]
+    inputs = [a.inp]
     missing = [i for i in inputs if not i.is_file()]
     if missing:
         sys.exit(f"error: {missing[0]}: not found (run the earlier stages first)")
@@ -63,20 +61,10 @@ def main() -> None:
             return c.map_supervisions(lambda s: dataclasses.replace(s, text="", gender=None))
 
         cuts = CutSet.from_file(a.inp).map(strip)
-    elif a.cmd == "speed":
+    else:
         base = CutSet.from_file(a.inp).to_eager()
         factors = [float(f) for f in a.factors.split(",") if f.strip()]
         cuts = CutSet.from_cuts(c.perturb_speed(f) for f in factors for c in base)
-    else:
-        seen: dict[str, Path] = {}
-        all_cuts = []
-        for path in inputs:
-            for c in CutSet.from_file(path):
-                if c.id in seen:
-                    sys.exit(f"error: cut id '{c.id}' is in both {seen[c.id]} and {path} (cut ids must be unique across sets)")
-                seen[c.id] = path
-                all_cuts.append(c)
-        cuts = CutSet.from_cuts(all_cuts)
     write(cuts, a.out)
     write_stamp(stamp_of(a.out), key, [a.out])
     print(f"{a.out}: {len(cuts)} cuts")

@@ -47,7 +47,7 @@ case "$task:$train_set" in
   gid:union) base_train=$data_dir/lm/cuts_train.jsonl.gz; base_dev=$dev ;;
   gid:gendered)
     base_train=$exp_dir/gid/cuts_train_gendered.jsonl.gz; base_dev=$dev
-    [ "$table_only" = true ] || python3 local/cut_tools.py combine "$base_train" \
+    [ "$table_only" = true ] || combine_cuts "$base_train" \
       $(for name in librispeech_gender speechocean762_train an4; do echo "$data_dir/fbank/${name}_cuts_train.jsonl.gz"; done) ;;
   *) log "error: --task asr with --train-set speechocean|union, --task gid with union|gendered (got $task, $train_set)"; exit 1 ;;
 esac
@@ -61,7 +61,7 @@ if [ "$table_only" != true ] && [[ "$variants" == *+sp* ]]; then
     sp+=("$data_dir/${name}_sp_cuts_train.jsonl.gz")
   done
   polyspeech extract-tokens --type fbank "${sp[@]}" --out-dir "$data_dir/fbank"
-  python3 local/cut_tools.py combine "$exp_dir/cuts_train_sp.jsonl.gz" "$base_train" \
+  combine_cuts "$exp_dir/cuts_train_sp.jsonl.gz" "$base_train" \
     $(for name in "${sp_sets[@]}"; do echo "$data_dir/fbank/${name}_sp_cuts_train.jsonl.gz"; done)
 fi
 

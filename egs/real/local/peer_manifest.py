@@ -33,9 +33,12 @@ def main() -> None:
             rows.append("\t".join([c.id, str(Path(src[0].source).resolve()), s.speaker or "", s.gender or "", s.language or "",
                                    f"{c.duration:.3f}", text]))
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".manifest.tsv.tmp"
-    tmp.write_text("utt_id\tpath\tspeaker\tgender\tlanguage\tduration\ttext\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    tmp.replace(out / "manifest.tsv")
+    text = "utt_id\tpath\tspeaker\tgender\tlanguage\tduration\ttext\n" + "\n".join(rows) + "\n"
+    target = out / "manifest.tsv"
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:  # unchanged: left alone (stage 8's stamps name it)
+        tmp = out / ".manifest.tsv.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
     speakers = {r.split("\t")[2] for r in rows}
     print(f"{out / 'manifest.tsv'}: {len(rows)} utts, {len(speakers)} speakers ({' '.join(sorted(speakers))})")
 
