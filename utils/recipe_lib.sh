@@ -4,6 +4,7 @@
 #   lane LOG_FILE CMD...    run CMD in the background (output in LOG_FILE) once fewer than $nj such
 #                           jobs run; in the foreground when nj = 1
 #   wait_lanes              wait for every lane job; exit 1 naming the logs if one failed
+#   config_value CONFIG KEY one value of a YAML config (KEY dotted: data.speech_codebooks)
 #   scaled_steps CONFIG     max_steps of that YAML config x $budget (the embedded recipes' --budget)
 
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}) $*"; }
@@ -27,6 +28,10 @@ wait_lanes() {
   for pid in "${lane_pids[@]}"; do wait "$pid" || failed=1; done
   lane_pids=()
   [ "$failed" = 0 ] || { log "a background job failed: see the logs named above"; exit 1; }
+}
+
+config_value() {  # config_value CONFIG DOTTED.KEY: one value of a YAML config
+  python3 -c 'import functools, sys, yaml; print(functools.reduce(lambda d, k: d[k], sys.argv[2].split("."), yaml.safe_load(open(sys.argv[1]))))' "$1" "$2"
 }
 
 scaled_steps() {
