@@ -515,7 +515,7 @@ def test_oracle_tokens_resynthesize_each_cuts_own_tokens(system, run_cli):
     from polyspeech_cli.score.results import read_results
 
     exp, cuts = system["exp"], system["cuts"]
-    r = run_cli("decode", "--task", "tts", "--oracle-tokens", "--set-name", "resynth", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "4")
+    r = run_cli("decode", "--task", "tts", "--oracle", "tokens", "--set-name", "resynth", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "4")
     assert r.exit_code == 0, r.output
     rows = {row["id"]: row for row in read_results(exp / "decode_tts_resynth")[1]}
     k = system["lm"].vocab.speech_codebooks
@@ -523,8 +523,47 @@ def test_oracle_tokens_resynthesize_each_cuts_own_tokens(system, run_cli):
         frames = cut.load_custom("sset").shape[0]
         assert rows[cut.id]["num_tokens"] == frames * k  # every frame of the cut's own tokens, nothing sampled
         assert abs(rows[cut.id]["duration"] - frames * 0.02) < 0.03
-    r = run_cli("decode", "--task", "asr", "--oracle-tokens", "--exp-dir", exp, "--cuts", cuts)
+    r = run_cli("decode", "--task", "asr", "--oracle", "tokens", "--exp-dir", exp, "--cuts", cuts)
     assert r.exit_code == 1 and "--task tts" in r.output
+
+
+@pytest.mark.parametrize("oracle", ["books:1", "features", "mel"])
+def test_oracle_rows_of_the_waterfall_feed_the_back_end_real_data(system, run_cli, oracle):
+    """Each waterfall row's audio is as long as the cut (the real data's length, nothing sampled);
+    `mel` runs the vocoder alone, so it is the same audio whatever the speech decoder is."""
+    import numpy as np
+    import soundfile as sf
+    from lhotse import CutSet
+
+    from polyspeech_cli.score.results import read_results
+
+    exp, cuts = system["exp"], system["cuts"]
+    name = "wf_" + oracle.replace(":", "")
+    r = run_cli("decode", "--task", "tts", "--oracle", oracle, "--set-name", name, "--exp-dir", exp, "--cuts", cuts, "--batch-size", "4")
+    assert r.exit_code == 0, r.output
+    rows = {row["id"]: row for row in read_results(exp / f"decode_tts_{name}")[1]}
+    for cut in CutSet.from_file(cuts):
+        assert abs(rows[cut.id]["duration"] - cut.duration) < 0.03, (oracle, cut.id)
+    if oracle == "mel":
+        from polyspeech_cli.audio import cut_audio, resample
+        from polyspeech_cli.vocoder.mel import GriffinLim, MelConfig, wave_to_mel
+        from polyspeech_cli.vocoder.synthesize import load_vocoder
+
+        cfg: MelConfig = load_vocoder(exp.parent / "vocoder").cfg.mel
+        cut = next(iter(CutSet.from_file(cuts)))
+        want = GriffinLim(cfg)(torch.from_numpy(wave_to_mel(resample(cut_audio(cut), cut.sampling_rate, cfg.sample_rate), cfg))).numpy()
+        got, _ = sf.read(rows[cut.id]["wav"], dtype="float32")
+        peak = float(np.abs(want).max())
+        want = want / peak * 0.99 if peak > 0.99 else want
+        assert np.abs(got - want).max() < 1e-3  # the 16-bit file's rounding
+
+
+@pytest.mark.parametrize("spec, message", [("books:3", "the codec has 2 books"), ("books:0", "expected tokens"),
+                                           ("fbank", "expected tokens")])
+def test_a_bad_oracle_is_one_line_naming_what_is_wrong(system, run_cli, spec, message):
+    r = run_cli("decode", "--task", "tts", "--oracle", spec, "--set-name", "bad", "--exp-dir", system["exp"], "--cuts", system["cuts"])
+    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+    assert not (system["exp"] / "decode_tts_bad").exists()
 
 
 @pytest.mark.parametrize("prefix_lm", [False, True])

@@ -132,10 +132,10 @@ def test_report_page_plays_in_headless_chromium(quick_recipe):
     assert {alt for alt, _, _ in images} >= {"training curves", "LID and GID confusion matrices"}, images
     assert all(complete and width > 0 for _, complete, width in images), images
     assert len(samples) == 4  # the default --utts
-    # Per sentence: prompt, real recording, then multitask, single-task and resynthesized audio,
+    # Per sentence: prompt, real recording, then multitask, single-task and the back end fed real data (mel, tokens),
     # each with the judge's CER, SECS and MCD of that utterance.
     for rows in samples:
-        assert [r[0].split(" (")[0] for r in rows] == ["prompt", "reference", "multitask", "single-task", "real tokens resynthesized"], rows
+        assert [r[0].split(" (")[0] for r in rows] == ["prompt", "reference", "multitask", "single-task", "back end fed real data: mel", "back end fed real data: tokens"], rows
         assert all(cell != "–" for r in rows[2:] for cell in r[4:]), rows
-    assert len(players) == 5 * len(samples), players
+    assert len(players) == 6 * len(samples), players
     assert all(p["ready"] >= 1 and p["duration"] > 0 for p in players), players

@@ -51,7 +51,7 @@ def _tts_decode(exp: Path, name: str, ids: list[str], oracle: bool = False) -> P
              "speaker": "s1", "text": f"sentence {i}", "language": i.split("-")[0], "prompt": ids[(k + 1) % len(ids)]}
             for k, i in enumerate(ids)]
     (d / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (d / "decode.json").write_text(json.dumps({"key": {"inputs": [], "options": {"task": "tts", "oracle_tokens": oracle}}}), encoding="utf-8")
+    (d / "decode.json").write_text(json.dumps({"key": {"inputs": [], "options": {"task": "tts", "oracle": "tokens" if oracle else None}}}), encoding="utf-8")
     return d
 
 
@@ -89,6 +89,29 @@ def test_tts_samples_with_prompt_judge_and_scores(tmp_path):
     assert "multitask (lm_multi)" in first[2] and "<td>abxd</td><td>25.0</td>" in first[2]  # its transcript of the TTS audio, CER 1/4
     secs, mcd = re.findall(r"<td>([^<]*)</td>", first[2])[-2:]
     assert float(mcd) > 0 and -1 <= float(secs) <= 1
-    assert "real tokens resynthesized" in first[3] and "<td>–</td><td>–</td>" in first[3]  # no judge for it: no transcript, no CER
+    assert "back end fed real data: tokens" in first[3] and "<td>–</td><td>–</td>" in first[3]  # no judge for it: no transcript, no CER
     assert "no ASR decode of its audio" in page  # ... and the page says so
     assert page.count("<audio") == 8
+
+
+def test_waterfall_rows_read_one_judge_and_the_decode_it_heard(tmp_path):
+    """`compare --waterfall`: each row's CER from the judge's decode of that row's audio, as a multiple
+    of the real audio's; SECS and MCD from the TTS decode the judge's input cuts belong to."""
+    exp = tmp_path / "exp"
+    ids = ["en-1", "en-2", "de-1"]
+    mel = _tts_decode(exp / "lm_multi", "decode_tts_test_mel", ids, oracle=True)
+    _asr_decode(exp / "lm_asr" / "decode_asr_test", Path("/data/test.jsonl.gz"), [{"id": i, "ref": "abcd", "hyp": "abcx"} for i in ids])
+    _asr_decode(exp / "lm_asr" / "decode_asr_tts_mel", mel / "cuts.jsonl.gz", [{"id": i, "ref": "abcd", "hyp": "abxx"} for i in ids])
+    system = tmp_path / "scores.json"
+    system.write_text(json.dumps({"decode_asr_test": {"task": "asr", "cer": {"all": 0.25}}}), encoding="utf-8")
+    out = tmp_path / "RESULTS.md"
+    result = run_flat("compare", f"multitask={system}", "--out", out, "--waterfall", f"real audio={exp / 'lm_asr' / 'decode_asr_test'}",
+                      "--waterfall", f"its mel -> vocoder={exp / 'lm_asr' / 'decode_asr_tts_mel'}")
+    assert result.exit_code == 0, result.output
+    lines = out.read_text(encoding="utf-8").split("## TTS back end: where the words are lost")[1].strip().splitlines()
+    assert lines[2] == "| real audio | 25.0 | 1.00× | – | – |"
+    cells = [c.strip() for c in lines[3].split("|")[1:-1]]
+    assert cells[:3] == ["its mel -> vocoder", "50.0", "2.00×"]
+    assert -1 <= float(cells[3]) <= 1 and float(cells[4]) > 0  # SECS and MCD of the mel decode's audio
+    bad = run_flat("compare", f"multitask={system}", "--out", tmp_path / "R2.md", "--waterfall", f"x={tmp_path / 'nothing'}")
+    assert bad.exit_code == 1 and "nothing" in bad.output and not (tmp_path / "R2.md").exists()

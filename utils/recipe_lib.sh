@@ -14,6 +14,7 @@
 #   stamp_of FILE           FILE's stamp: .NAME.stamp.json beside it
 #   combine_cuts OUT IN...  the cuts of IN... (.jsonl.gz) in one manifest OUT (cut ids must be unique),
 #                           unless OUT's stamp says it was made from exactly these inputs, unchanged since
+#   config_value CONFIG KEY one value of a YAML config (KEY dotted: data.speech_codebooks)
 #   scaled_steps CONFIG     max_steps of that YAML config x $budget (the embedded recipes' --budget)
 
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "${BASH_SOURCE[1]}"):${BASH_LINENO[0]}) $*"; }
@@ -107,6 +108,10 @@ print(f"wrote {out} ({len(seen)} cuts of {len(inputs)} manifest(s) combined)")
 PY
   ) || return 1
   log "  $msg"
+}
+
+config_value() {  # config_value CONFIG DOTTED.KEY: one value of a YAML config
+  python3 -c 'import functools, sys, yaml; print(functools.reduce(lambda d, k: d[k], sys.argv[2].split("."), yaml.safe_load(open(sys.argv[1]))))' "$1" "$2"
 }
 
 scaled_steps() {

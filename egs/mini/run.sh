@@ -37,7 +37,9 @@ lm_steps=${lm_steps:-$(scaled_steps "$conf/lm_tiny.yaml")}
 asr_decode_opts=(--beam-size 4 --ctc-weight 0.8)
 tts_temperature=1.0
 kmeans_k=2048
+waterfall="mel features resynth books:2 books:4"  # the TTS back end's loss-waterfall rows (decode --oracle; resynth = tokens)
 if [ "$quick" = true ]; then
+  waterfall="mel resynth"
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 4)  # 4: every test voice has a second utterance to prompt TTS with
   codec_opts=(--config "$conf/codec_tiny.yaml" --max-steps 20)
   vocoder_opts=(--config "$conf/vocoder_tiny.yaml" --max-steps 20)
@@ -93,18 +95,33 @@ budget_rule() {  # the sentence under RESULTS.md's budget table
   fi
 }
 
+waterfall_label() {  # what the judge hears in each row
+  case $1 in
+    mel) echo "its mel -> vocoder ($vocoder_name)" ;;
+    features) echo "real fbank -> speech decoder -> vocoder" ;;
+    resynth) echo "real SSET tokens, the LM's $lm_books book(s) -> codec decoder -> speech decoder -> vocoder" ;;
+    books:*) echo "real SSET tokens, ${1#books:} books -> codec decoder -> ..." ;;
+  esac
+}
+resynthesize_test() {  # each waterfall row's audio: decode_tts_test_<row> in lm_multi
+  for o in $waterfall; do
+    polyspeech decode --task tts --oracle "$([ "$o" = resynth ] && echo tokens || echo "$o")" --set-name "test_${o/:/}" \
+      --exp-dir "$exp_dir/lm_multi" --cuts "$feats/synth_cuts_test.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
+  done
+}
+
 if stage_on 5; then
   log "Stage 5: decode the test set: every task with the multitask LM and with its single-task LM"
   lane "$exp_dir/lm_multi/decode.log" decode_system multi
   lane "$exp_dir/decode_single.log" decode_system $tasks
-  # The TTS back end's upper bound: the test cuts' own SSET tokens through codec decoder + speech decoder.
-  lane "$exp_dir/lm_multi/decode_resynth.log" polyspeech decode --task tts --oracle-tokens --set-name test_resynth \
-    --exp-dir "$exp_dir/lm_multi" --cuts "$feats/synth_cuts_test.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
+  # The TTS back end fed the test cuts' real data instead of the LM's tokens: the rows of its loss
+  # waterfall (the real tokens, the LM's books, are its upper bound: "resynth")
+  lane "$exp_dir/lm_multi/decode_resynth.log" resynthesize_test
   wait_lanes
   # TTS intelligibility: one judge (the better ASR model on dev) transcribes all TTS audio.
   judge=$(tts_judge)
   log "  TTS judge: $judge (the lower dev ASR error of lm_asr and lm_multi)"
-  for src in multi/decode_tts_test:multi tts/decode_tts_test:tts multi/decode_tts_test_resynth:resynth; do
+  for src in multi/decode_tts_test:multi tts/decode_tts_test:tts $(for o in $waterfall; do echo "multi/decode_tts_test_${o/:/}:${o/:/}"; done); do
     lane "$judge/decode_tts_${src#*:}.log" polyspeech decode --task asr --exp-dir "$judge" \
       --cuts "$exp_dir/lm_${src%:*}/cuts.jsonl.gz" --set-name "tts_${src#*:}" "${asr_decode_opts[@]}"
   done
@@ -126,12 +143,18 @@ if stage_on 6; then
   polyspeech pooled-baseline --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" --cuts "$data_dir/fbank/synth_cuts_test.jsonl.gz" \
     --out "$exp_dir/pooled/scores.json"
   resynth="real SSET tokens resynthesized (TTS back-end upper bound)"
+  vocoder_name=$(config_value "$conf/vocoder_tiny.yaml" vocoder)
+  lm_books=$(config_value "$conf/lm_tiny.yaml" data.speech_codebooks)
+  rows=(--waterfall "real audio=$judge/decode_asr_test")  # the back end's loss waterfall, one judge
+  for o in $waterfall; do rows+=(--waterfall "$(waterfall_label "$o")=$judge/decode_asr_tts_${o/:/}"); done
+  rows+=(--waterfall "LM tokens, single-task=$judge/decode_asr_tts_tts" --waterfall "LM tokens, multitask=$judge/decode_asr_tts_multi")
   polyspeech compare "single-task=$exp_dir/single/scores.json" "multitask=$exp_dir/lm_multi/scores.json" --out "$results" \
     --reference "$resynth=$exp_dir/resynth/scores.json" --bars conf/quality_bars.yaml \
     --reference "pooled-fbank logistic regression (the LID/GID linear floor)=$exp_dir/pooled/scores.json" \
     --tts-asr "single-task=$judge/decode_asr_tts_tts" --tts-asr "multitask=$judge/decode_asr_tts_multi" \
     --tts-asr "$resynth=$judge/decode_asr_tts_resynth" --tts-judge "$([ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask)" \
-    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md --budget-rule "$(budget_rule)"
+    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md --budget-rule "$(budget_rule)" \
+    "${rows[@]}"
   # One page to read and listen to: the tables, figures and TTS test sentences (the default layout only)
   if [ "$exp_dir" = exp ] && [ "$results" = RESULTS.md ]; then polyspeech report . --out RESULTS.html; fi
 fi

@@ -43,8 +43,11 @@ def decode(
     vocoder: Path | None = _VOCODER,
     temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, min_ratio: float = _MINR, max_ratio: float = _MAXR,
     seed: int = _SEED,
-    oracle_tokens: bool = typer.Option(False, help="TTS: resynthesize each cut's own speech tokens instead of sampling "
-                                       "(the back end's upper bound; use another --set-name)."),
+    oracle: str | None = typer.Option(None, "--oracle", help="TTS: feed the back end each cut's real data instead of sampled "
+                                      "tokens, one row of its loss waterfall (use another --set-name): tokens (the LM's books of the "
+                                      "real SSET tokens), books:K (the first K real books), features (the real features into the "
+                                      "speech decoder) or mel (the real audio's mel into the vocoder alone)."),
+    oracle_tokens: bool = typer.Option(False, "--oracle-tokens", hidden=True, help="The older spelling of --oracle tokens."),
     overwrite: bool = typer.Option(False, help="Redo a finished decode with other settings."),
     threads: int = typer.Option(1, help="torch CPU threads (0 = torch's default)."),
     device: str = typer.Option("cpu", help="Where the LM runs: cpu, cuda, cuda:N, or auto (a visible GPU, else the CPU)."),
@@ -59,7 +62,7 @@ def decode(
                          ctc_weight=ctc_weight, max_len_ratio=max_len_ratio, checkpoint=str(checkpoint) if checkpoint else None,
                          tts=TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed),
                          prompt=str(prompt) if prompt else None, codec=str(codec) if codec else None,
-                         vocoder=str(vocoder) if vocoder else None, oracle_tokens=oracle_tokens)
+                         vocoder=str(vocoder) if vocoder else None, oracle=oracle or ("tokens" if oracle_tokens else None))
     run(exp_dir, cuts, opts, overwrite=overwrite, log=console.print, device=device)
 
 

@@ -58,6 +58,9 @@ def compare(
                                                                "without it there is no bar table.")] = None,
     tts_judge: Annotated[Optional[str], typer.Option("--tts-judge", help="LABEL of the system whose ASR model made the --tts-asr "
                                                                          "decodes: its own test CER is printed beside the TTS CER.")] = None,
+    waterfall: Annotated[Optional[list[str]], typer.Option("--waterfall", help="LABEL=DECODE_DIR: one row of the TTS back end's loss "
+                                                                           "waterfall, the judge's ASR decode of that row's audio; the "
+                                                                           "first is the real audio (repeatable, in order).")] = None,
     budget_rule: Annotated[Optional[str], typer.Option("--budget-rule", help="A sentence under the training-budget table: how the "
                                                                              "recipe shares its compute between the systems.")] = None,
 ) -> None:
@@ -76,7 +79,8 @@ def compare(
         systems=labelled(systems, "system", "multitask=exp/lm_multi/scores.json"), out=out, title=title,
         references=labelled(reference or [], "--reference", "resynth=exp/resynth/scores.json"),
         tts_asr=labelled(tts_asr or [], "--tts-asr", "multitask=exp/lm_asr/decode_asr_tts_multi"), tts_judge=tts_judge,
-        bars=bars, lm_dirs=list(lm_dirs or []), budget_rule=budget_rule, notes=notes))
+        bars=bars, lm_dirs=list(lm_dirs or []), budget_rule=budget_rule, notes=notes,
+        waterfall=labelled(waterfall or [], "--waterfall", "real audio=exp/lm_asr/decode_asr_test")))
     console.print(table)
     console.print(f"wrote {out}")
 

@@ -26,6 +26,7 @@ from polyspeech_cli.decode import lm_io
 from polyspeech_cli.decode.recognize import classify_items, transcribe_items
 from polyspeech_cli.lm.tasks import LABEL_NAMES, check_task, reference, supervision
 from polyspeech_cli.decode.tts import (
+    Oracle,
     SpeechBackend,
     TTSOptions,
     find_codec,
@@ -53,9 +54,9 @@ class DecodeOptions:
     prompt: str | None = None
     codec: str | None = None
     vocoder: str | None = None
-    # TTS: resynthesize each cut's own speech tokens instead of sampling them (the upper bound of
-    # the codec + speech decoder + vocoder back end, scored like any TTS output)
-    oracle_tokens: bool = False
+    # TTS: feed the back end the cut's real data instead of sampled tokens (`Oracle.parse`: tokens,
+    # books:K, features, mel), scored like any TTS output: the rows of the back end's loss waterfall
+    oracle: str | None = None
 
 
 # ---- the stage ----------------------------------------------------------------------------------
@@ -118,8 +119,9 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
         raise PolyspeechError("--batch-size and --beam-size must be >= 1")
     if not 0.0 <= opts.ctc_weight <= 1.0 or (opts.ctc_weight > 0 and opts.beam_size < 2):
         raise PolyspeechError("--ctc-weight must be in [0, 1] and needs --beam-size >= 2 (joint CTC/attention beam search)")
-    if opts.oracle_tokens and opts.task != "tts":
-        raise PolyspeechError("--oracle-tokens is for --task tts (resynthesis of the cuts' own speech tokens)")
+    oracle = Oracle.parse(opts.oracle) if opts.oracle else None
+    if oracle is not None and opts.task != "tts":
+        raise PolyspeechError("--oracle is for --task tts (the back end fed the cuts' own tokens, features or mel)")
     exp_dir = Path(exp_dir)
     fix = "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts"
     cuts_path = require_file(Path(cuts_path), "cuts manifest", fix)
@@ -170,15 +172,17 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
                 table.prompt(c)  # a speaker without another utterance -> error now
         for c in targets():
             lm_io.cut_item(lm, "tts", c)  # empty text, unknown language -> error now
-            if opts.oracle_tokens and not c.has_custom(lm.cfg.data.speech_tokens):
-                raise PolyspeechError(f"--oracle-tokens: cut '{c.id}' in {cuts_path} has no '{lm.cfg.data.speech_tokens}' tokens "
+            if oracle is not None and oracle.kind != "tokens":
+                backend.check_oracle(oracle, c, cuts_path)
+            elif oracle is not None and not c.has_custom(lm.cfg.data.speech_tokens):
+                raise PolyspeechError(f"--oracle tokens: cut '{c.id}' in {cuts_path} has no '{lm.cfg.data.speech_tokens}' tokens "
                                       f"(pass cuts from `polyspeech extract-tokens --type {lm.cfg.data.speech_tokens}`)")
 
     tmp = out.parent / f".tmp.{out.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        num = _run(lm, opts, targets(), n, tmp, out, backend, table, fixed_prompt, progress)
+        num = _run(lm, opts, targets(), n, tmp, out, backend, table, fixed_prompt, progress, oracle)
         write_stamp(tmp / STAMP, key, num_utts=num)
         if out.exists():
             shutil.rmtree(out)
@@ -203,7 +207,7 @@ def windows(cuts, size: int = WINDOW_CUTS):
 
 
 def _run(lm, opts: DecodeOptions, cuts, total: int, tmp: Path, out: Path, backend, prompts: PromptTable | None, fixed_prompt,
-         progress: bool) -> int:
+         progress: bool, oracle: Oracle | None = None) -> int:
     """Decode `cuts` (an iterable, streamed window by window) into `tmp`; returns the number of utterances."""
     import soundfile as sf
 
@@ -230,8 +234,9 @@ def _run(lm, opts: DecodeOptions, cuts, total: int, tmp: Path, out: Path, backen
                         ref = reference(c, opts.task)
                         rows.append({"id": c.id, "task": opts.task, "ref": ref, "hyp": max(post, key=post.get), "posterior": post})
                 else:
-                    if opts.oracle_tokens:
-                        ids = [lm.vocab.speech_ids(c.load_custom(lm.cfg.data.speech_tokens)) for c in chunk]
+                    if oracle is not None:
+                        ids = [lm.vocab.speech_ids(c.load_custom(lm.cfg.data.speech_tokens)) if oracle.kind == "tokens" else []
+                               for c in chunk]
                     else:
                         ids = generate_speech(lm, [it["text_ids"] for it in items], opts.tts, gen)
                     for c, tok in zip(chunk, ids):
@@ -243,7 +248,10 @@ def _run(lm, opts: DecodeOptions, cuts, total: int, tmp: Path, out: Path, backen
                             p = prompts.prompt(c)
                             wave, sr, name = cut_audio(p), p.sampling_rate, f"prompt cut '{p.id}'"
                             prompt_name = p.id
-                        audio = backend.to_wave(tok, wave, sr, name)
+                        if oracle is None or oracle.kind == "tokens":
+                            audio = backend.to_wave(tok, wave, sr, name)
+                        else:
+                            audio = backend.oracle_wave(oracle, c, wave, sr, name)
                         (tmp / "wav").mkdir(exist_ok=True)
                         (tmp / "ref").mkdir(exist_ok=True)
                         sf.write(tmp / "wav" / f"{c.id}.wav", audio, backend.sample_rate)

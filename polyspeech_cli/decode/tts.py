@@ -107,6 +107,71 @@ class SpeechBackend:
         return features_to_wave(feats, prompt_wave, prompt_sr, self.vocoder_dir, prompt_name=prompt_name,
                                 frame_shift=float(self.meta["frame_shift"]), speakers=self.speakers)
 
+    @torch.no_grad()
+    def oracle_wave(self, oracle: "Oracle", cut, prompt_wave: np.ndarray, prompt_sr: int, prompt_name: str) -> np.ndarray:
+        """The audio of one stage of the back end fed the cut's real data instead of the LM's
+        tokens: its own mel (the vocoder alone), its features (speech decoder + vocoder) or its
+        first K real SSET books (codec decoder + speech decoder + vocoder)."""
+        from polyspeech_cli.audio import cut_audio, resample
+        from polyspeech_cli.vocoder.mel import wave_to_mel
+        from polyspeech_cli.vocoder.synthesize import features_to_wave
+
+        if oracle.kind == "mel":
+            sr = self.sample_rate
+            mel = wave_to_mel(resample(cut_audio(cut), cut.sampling_rate, sr), self.vocoder.cfg.mel)
+            return self.vocoder.mel_to_wave(torch.from_numpy(mel))
+        if oracle.kind == "features":
+            return features_to_wave(cut.load_features(), prompt_wave, prompt_sr, self.vocoder_dir, prompt_name=prompt_name,
+                                    frame_shift=cut.frame_shift, speakers=self.speakers)
+        codes = real_books(cut)[:, : oracle.books]
+        feats = self.codec.decode(torch.from_numpy(codes.astype(np.int64))[None])[0].numpy()
+        return features_to_wave(feats, prompt_wave, prompt_sr, self.vocoder_dir, prompt_name=prompt_name,
+                                frame_shift=float(self.meta["frame_shift"]), speakers=self.speakers)
+
+    def check_oracle(self, oracle: "Oracle", cut, cuts_path: Path) -> None:
+        """Refuse, before anything is written, a cut that lacks what `oracle` feeds the back end."""
+        if oracle.kind == "features":
+            if not cut.has_features or cut.num_features != self.vocoder.feat_dim:
+                raise PolyspeechError(f"--oracle features: cut '{cut.id}' in {cuts_path} has no {self.vocoder.feat_dim}-dim features "
+                                      "(the speech decoder's input); pass the cuts of `extract-tokens --type fbank` (or sset)")
+        elif oracle.kind == "books":
+            n = self.codec.cfg.n_codebooks
+            if oracle.books > n:
+                raise PolyspeechError(f"--oracle books:{oracle.books}: the codec has {n} books")
+            if not cut.has_custom("sset") or real_books(cut).shape[1] < oracle.books:
+                raise PolyspeechError(f"--oracle books:{oracle.books}: cut '{cut.id}' in {cuts_path} lacks {oracle.books} books of "
+                                      "real SSET tokens (pass the cuts of `polyspeech extract-tokens --type sset`)")
+        elif oracle.kind == "mel" and not cut.has_recording:
+            raise PolyspeechError(f"--oracle mel: cut '{cut.id}' in {cuts_path} has no audio")
+
+
+def real_books(cut) -> np.ndarray:
+    """The cut's own SSET codes as (frames, books) int64."""
+    codes = np.asarray(cut.load_custom("sset"), dtype=np.int64)
+    return codes[:, None] if codes.ndim == 1 else codes
+
+
+ORACLE_HELP = ("tokens (the LM's books of the real SSET tokens), books:K (the first K real books), features (the real "
+               "features into the speech decoder) or mel (the real audio's mel into the vocoder alone)")
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """Which real data replaces the LM's sampled tokens in a TTS decode: one row of the back end's
+    loss waterfall (README "Speech decoder")."""
+
+    kind: str  # tokens | books | features | mel
+    books: int = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> "Oracle":
+        kind, _, k = spec.partition(":")
+        if kind in ("tokens", "features", "mel") and not k:
+            return cls(kind)
+        if kind == "books" and k.isdigit() and int(k) >= 1:
+            return cls("books", int(k))
+        raise PolyspeechError(f"--oracle {spec}: expected {ORACLE_HELP}")
+
 
 def generate_speech(lm: lm_io.LoadedLM, text_ids: list[list[int]], opts: TTSOptions, generator: torch.Generator,
                     use_cache: bool = True) -> list[list[int]]:

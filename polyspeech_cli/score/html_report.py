@@ -14,7 +14,7 @@ is a viewer of whatever a run has produced so far; only a directory without RESU
 Where things are found (the layout `egs/*/run.sh` writes; ids tie them together):
 - TTS decodes: `decode_tts_<set>/results.jsonl` (rows: id, text, wav, reference_wav, prompt) under
   `DIR/exp/*/` for a recipe dir, else under `DIR/` and `DIR/*/`. A decode whose `decode.json`
-  says `oracle_tokens` is the resynthesis of the real tokens.
+  names an `oracle` (`decode --oracle`) fed the back end real data: a resynthesis.
 - The judge of a TTS decode: an ASR decode (anywhere in the same exp tree) whose `decode.json`
   names that TTS decode's `cuts.jsonl.gz` as its input; its own real-audio decode
   `decode_asr_<set>` gives the reference row its transcript.
@@ -32,11 +32,11 @@ from pathlib import Path
 
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import atomic_write_text
-from polyspeech_cli.score.results import read_results
+from polyspeech_cli.score.results import decode_inputs, read_results
 from polyspeech_cli.stamps import read_stamp
 
 DEFAULT_UTTS = 4
-RESYNTH_LABEL = "real tokens resynthesized"
+RESYNTH_LABEL = "back end fed real data"
 
 
 @dataclass
@@ -111,17 +111,14 @@ def _options(decode_dir: Path) -> dict:
     return ((read_stamp(decode_dir / "decode.json") or {}).get("key") or {}).get("options") or {}
 
 
-def _inputs(decode_dir: Path) -> list[str]:
-    return [i.get("path", "") for i in ((read_stamp(decode_dir / "decode.json") or {}).get("key") or {}).get("inputs", [])]
-
-
-def system_label(decode_dir: Path, oracle: bool) -> str:
-    """What the page calls a TTS system: multitask or single-task by the LM's config, with its exp dir name."""
+def system_label(decode_dir: Path, oracle: str | None) -> str:
+    """What the page calls a TTS system: multitask or single-task by the LM's config, with its exp dir
+    name; a resynthesis by the real data it fed the back end (`decode --oracle`)."""
     import yaml
 
     exp = decode_dir.parent
     if oracle:
-        return f"{RESYNTH_LABEL} ({exp.name})"
+        return f"{RESYNTH_LABEL}: {oracle} ({exp.name})"
     try:
         tasks = (yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8")) or {}).get("tasks") or []
     except (OSError, yaml.YAMLError):
@@ -141,8 +138,8 @@ def load_tts_decodes(roots: list[Path], notes: list[str]) -> list[TTSDecode]:
             notes.append(f"TTS decode left out: {e}")
             continue
         if task == "tts":
-            oracle = bool(_options(d).get("oracle_tokens"))
-            decodes.append(TTSDecode(system_label(d, oracle), d, {r["id"]: r for r in rows}, oracle))
+            oracle = _options(d).get("oracle")
+            decodes.append(TTSDecode(system_label(d, oracle), d, {r["id"]: r for r in rows}, bool(oracle)))
     return sorted(decodes, key=lambda t: t.oracle)
 
 
@@ -161,7 +158,7 @@ def attach_judges(decodes: list[TTSDecode], roots: list[Path], notes: list[str])
     asr = decode_dirs(roots, "asr")
     for t in decodes:
         tail = (t.path.parent.name, t.path.name, "cuts.jsonl.gz")
-        judged = [a for a in asr if any(Path(p).parts[-3:] == tail for p in _inputs(a))]
+        judged = [a for a in asr if any(Path(p).parts[-3:] == tail for p in decode_inputs(a))]
         if not judged:
             notes.append(f"{t.label}: no ASR decode of its audio (the TTS judge's transcripts), so no per-utterance TTS CER")
             continue

@@ -43,3 +43,19 @@ def read_results(decode_dir: Path) -> tuple[str, list[dict]]:
         if missing:
             raise PolyspeechError(f"{path}: row {lineno} ({row.get('id', '?')}) lacks {', '.join(missing)}")
     return task, rows
+
+
+def decode_inputs(decode_dir: Path) -> list[str]:
+    """The input files a finished decode's stamp (`decode.json`) names: its checkpoint and cuts."""
+    from polyspeech_cli.stamps import read_stamp
+
+    return [i.get("path", "") for i in ((read_stamp(Path(decode_dir) / "decode.json") or {}).get("key") or {}).get("inputs", [])]
+
+
+def judged_tts_decode(asr_decode: Path) -> Path | None:
+    """The TTS decode whose synthesized audio an ASR decode transcribed (its input cuts are that
+    decode's `cuts.jsonl.gz`), or None for an ASR decode of real audio."""
+    for p in map(Path, decode_inputs(asr_decode)):
+        if p.name == "cuts.jsonl.gz" and (p.parent / "results.jsonl").is_file():
+            return p.parent
+    return None

@@ -15,6 +15,7 @@ from polyspeech_cli.lm.summary import budget_table, plot_curves
 from polyspeech_cli.score.classify import plot_confusions
 from polyspeech_cli.score.compare import compare_table, confusion_panels, load_bars, load_systems, metrics, quality_bars, tts_asr_metrics
 from polyspeech_cli.score.report import environment
+from polyspeech_cli.score.waterfall import waterfall_rows, waterfall_table
 
 
 @dataclass
@@ -32,6 +33,9 @@ class ResultsPage:
     lm_dirs: list[Path] = field(default_factory=list)  # training budgets and curves
     budget_rule: str | None = None  # a sentence under the budget table
     notes: Path | None = None  # markdown appended at the end
+    # The TTS back end's loss waterfall: row label -> the judge's ASR decode of that row's audio
+    # (the first row: the real audio), in order (`score/waterfall.py`)
+    waterfall: dict[str, Path] = field(default_factory=dict)
 
 
 def write_results_page(page: ResultsPage) -> str:
@@ -66,6 +70,10 @@ def write_results_page(page: ResultsPage) -> str:
         parts.append(f"\n![LID and GID confusion matrices]({png.name})\n")
     for label, ref in references.items():
         parts.append(f"\n## Reference: {label}\n\n{compare_table({label: ref}, only_present=True)}")
+    if page.waterfall:
+        parts.append("\n## TTS back end: where the words are lost\n\n" + waterfall_table(waterfall_rows(page.waterfall))
+                     + "\nOne judge (the TTS CER's) transcribes every row; SECS against the real recording of the target "
+                       "speaker, MCD (DTW) against the real utterance.\n")
     if quality is not None:
         parts.append(f"\n## Quality bars\n\n{quality_bars(columns, quality)}")
     if page.lm_dirs:
