@@ -15,8 +15,11 @@ import torch
 
 from polyspeech_cli.decode.kv_cache import LeanDecoder
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.data import normalize_features, to_device
+from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.tasks import TASKS, cut_input, make_batch, tts_input_ids
+from polyspeech_cli.lm.vocab import Vocab
 
 # Features computed on the fly (transcribe, ASR on synthesized audio) must match training. The LM
 # exp dir does not record how its features were made, so `<exp>/features.json` may say it; else
@@ -26,9 +29,9 @@ DEFAULT_FEATURES = {"type": "fbank", "num_mel_bins": 80, "sampling_rate": 16000,
 
 @dataclass
 class LoadedLM:
-    model: object  # PolySpeechLM (eval mode)
-    vocab: object  # Vocab
-    cfg: object  # TrainConfig
+    model: PolySpeechLM  # in eval mode
+    vocab: Vocab
+    cfg: TrainConfig
     exp_dir: Path
     checkpoint: Path
     feat_dim: int
