@@ -59,6 +59,7 @@ def bench_vocoders(tsv_dir: Path, num: int = 5, sources: list[str] | str = "univ
         systems[f"hifigan_pretrained ({source})"] = lambda m, gen=gen: gen(m[None])[0]
     waves: dict[str, dict[str, np.ndarray]] = {"original": {}, **{s: {} for s in systems}}
     secs = {s: 0.0 for s in systems}
+    cpu = {s: 0.0 for s in systems}  # process CPU time: on a shared machine, what one thread costs whatever else runs
     mcd = {s: [] for s in systems}
     audio_s = 0.0
     for c in clips:
@@ -68,10 +69,11 @@ def bench_vocoders(tsv_dir: Path, num: int = 5, sources: list[str] | str = "univ
         mel = torch.from_numpy(wave_to_mel(wave, cfg))
         ref_mc = mel_cepstrum(wave, cfg.sample_rate)
         for name, fn in systems.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with torch.no_grad():
                 out = fn(mel).numpy().astype(np.float32)
             secs[name] += time.perf_counter() - t0
+            cpu[name] += time.process_time() - c0
             waves[name][c["id"]] = out
             mcd[name].append(dtw_mcd(ref_mc, mel_cepstrum(out, cfg.sample_rate)))
         log(f"{c['id']}: {len(wave) / cfg.sample_rate:.2f} s, MCD " + ", ".join(f"{n}: {mcd[n][-1]:.2f} dB" for n in systems))
@@ -79,7 +81,8 @@ def bench_vocoders(tsv_dir: Path, num: int = 5, sources: list[str] | str = "univ
                     "mel": {k: getattr(cfg, k) for k in ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_floor")},
                     "mcd_rate": MCD_RATE, "systems": {"original": {}}}
     for name in systems:
-        result["systems"][name] = {"mcd_db": round(float(np.mean(mcd[name])), 3), "rtf": round(secs[name] / audio_s, 4)}
+        result["systems"][name] = {"mcd_db": round(float(np.mean(mcd[name])), 3), "rtf": round(secs[name] / audio_s, 4),
+                                   "rtf_cpu": round(cpu[name] / audio_s, 4)}
     if judge:
         from polyspeech_cli.data.text import normalize_text
         from polyspeech_cli.decode.whisper import check_whisper
@@ -99,24 +102,28 @@ def bench_vocoders(tsv_dir: Path, num: int = 5, sources: list[str] | str = "univ
             tag = name.split(" ")[0]
             for cid, w in by_id.items():
                 sf.write(str(Path(wav_dir) / f"{cid}_{tag}.wav"), w, cfg.sample_rate)
+    import os
+
+    result["load"] = round(os.getloadavg()[0], 2)
     result["markdown"] = markdown(result)
     return result
 
 
 def markdown(r: dict) -> str:
     judged = "judge" in r
-    head = "| vocoder | MCD (dB) | RTF (1 thread) |" + (" judge CER % |" if judged else "")
-    lines = [head, "|---|---|---|" + ("---|" if judged else "")]
+    head = "| vocoder | MCD (dB) | RTF, CPU time (1 thread) | RTF, wall |" + (" judge CER % |" if judged else "")
+    lines = [head, "|---|---|---|---|" + ("---|" if judged else "")]
     for name, s in r["systems"].items():
         mcd = f"{s['mcd_db']:.2f}" if "mcd_db" in s else "0 (the reference)"
-        rtf = f"{s['rtf']:.3f}" if "rtf" in s else "-"
+        rtf = f"{s['rtf_cpu']:.3f} | {s['rtf']:.3f}" if "rtf" in s else "- | -"
         lines.append(f"| {name} | {mcd} | {rtf} |" + (f" {s['cer']:.1f} |" if judged else ""))
     m = r["mel"]
     lines.append("")
     lines.append(f"{len(r['clips'])} clips ({r['audio_s']:.1f} s) of `{r['tsv']}`, copy synthesis from each clip's own log-mel "
                  f"({m['sample_rate']} Hz, hop {m['hop_length']}, {m['n_mels']} Slaney bands {m['fmin']:g}-{m['fmax']:g} Hz); "
                  f"MCD against the original (polyspeech_cli.score.mcd, at {r['mcd_rate']} Hz)"
-                 + (f"; judge: {r['judge']}" if judged else "") + ".")
+                 + (f"; judge: {r['judge']}" if judged else "") + f"; load average during the run {r['load']:.1f} "
+                 "(the wall RTF moves with it, the CPU-time one much less).")
     return "\n".join(lines) + "\n"
 
 
