@@ -20,13 +20,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_flat
+import test_decode
 from test_vocoder import SR, make_cuts, tiny_config, voice
 
 from polyspeech_cli.errors import PolyspeechError
 
+decode_system = test_decode.system  # test_decode's session fixture (a tiny LM + codec), under a name of its own
+
 TINY = {"resblock": "1", "upsample_rates": [4, 4], "upsample_kernel_sizes": [8, 8], "upsample_initial_channel": 16,
-        "resblock_kernel_sizes": [3, 5], "resblock_dilation_sizes": [[1, 3], [1, 3]], "num_mels": 80, "n_fft": 256,
-        "hop_size": 16, "win_size": 256, "sampling_rate": 8000, "fmin": 0, "fmax": 4000}
+        "resblock_kernel_sizes": [3, 5], "resblock_dilation_sizes": [[1, 3], [1, 3]], "num_mels": 80, "n_fft": 1024,
+        "hop_size": 16, "win_size": 1024, "sampling_rate": 8000, "fmin": 0, "fmax": 4000}
 
 
 def theirs_from_ours(state: dict, n_kernels: int) -> dict:
@@ -71,7 +74,7 @@ def test_package_generator_maps_onto_ours_and_converts(fake_package, tmp_path):
     from polyspeech_cli.vocoder.pretrained import load_generator, pretrained_spec
 
     spec = pretrained_spec("universal")
-    assert spec.mel == {"sample_rate": 8000, "n_fft": 256, "win_length": 256, "hop_length": 16, "n_mels": 80, "fmin": 0.0, "fmax": 4000.0}
+    assert spec.mel == {"sample_rate": 8000, "n_fft": 1024, "win_length": 1024, "hop_length": 16, "n_mels": 80, "fmin": 0.0, "fmax": 4000.0}
     gen, _ = load_generator("universal")
     mel = torch.randn(1, 12, 80)
     with torch.no_grad():
@@ -153,3 +156,65 @@ def test_real_package_generator_loads():
     with torch.no_grad():
         assert gen(torch.full((1, 4, 80), -5.0)).shape == (1, 4 * 256)
     pretrained.load_generator.cache_clear()
+
+
+
+def test_tts_decode_at_the_generator_rate_is_scored(fake_package, decode_system, tmp_path):
+    """A TTS decode through a hifigan_pretrained speech decoder writes audio at the generator's rate (8 kHz
+    here); SECS, MCD and the LM judge's ASR read it through the one resampler (polyspeech_cli.audio)."""
+    import soundfile as sf
+
+    from polyspeech_cli.decode.run import DecodeOptions, decode
+    from polyspeech_cli.score.report import score_decodes
+    from polyspeech_cli.vocoder.checkpoint import save_model
+    from polyspeech_cli.vocoder.config import VocoderConfig, check_config, resolve_vocoder_mel
+    from polyspeech_cli.vocoder.model import DecoderConfig, SpeechDecoder
+    from polyspeech_cli.vocoder.speaker import SpeakerConfig
+
+    pytest.importorskip("resemblyzer", reason="SECS needs resemblyzer (pip install -e '.[eval]')")
+    speaker = SpeakerConfig(channels=8, conv_layers=1, gru_dim=8, embed_dim=8)
+    vcfg = VocoderConfig(decoder=DecoderConfig(channels=16, blocks=1, dilations=[1], speaker=speaker), vocoder="hifigan_pretrained")
+    resolve_vocoder_mel(vcfg, log=lambda *a: None)
+    check_config(vcfg)
+    voc = tmp_path / "vocoder"
+    save_model(voc / "model.safetensors", vcfg, SpeechDecoder(80, 80, vcfg.decoder), None,
+               {"feat_dim": 80, "frame_shift": 0.01, "feature_type": "fbank"})
+    exp, cuts = decode_system["exp"], decode_system["cuts"]
+    opts = DecodeOptions(task="tts", set_name="pretrained", codec=str(exp.parent / "codec"), vocoder=str(voc))
+    opts.tts.max_ratio = 1.0
+    tts = decode(exp, cuts, opts, log=lambda *a, **k: None, progress=False, out_root=tmp_path / "out")
+    rows = [json.loads(line) for line in (tts / "results.jsonl").read_text().splitlines()]
+    assert rows and all(sf.info(r["wav"]).samplerate == 8000 for r in rows)
+    asr = decode(exp, tts / "cuts.jsonl.gz", DecodeOptions(task="asr", set_name="tts_pretrained"), log=lambda *a, **k: None,
+                 progress=False, out_root=tmp_path / "out")
+    scores = score_decodes([tts, asr])
+    t = scores[tts.name]
+    assert -1 <= t["secs"] <= 1 and np.isfinite(t["mcd"]) and t["mcd_utterances"] == len(rows)
+    assert 0 <= scores[asr.name]["cer"]["all"]
+
+
+def test_bench_vocoder(fake_package, tmp_path, run_cli):
+    """`bench vocoder`: copy synthesis of real clips by Griffin-Lim and the pretrained generator, MCD and RTF."""
+    from conftest import make_tsv_corpus
+
+    corpus = make_tsv_corpus(tmp_path / "corpus", n=2)
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "vocoder", "--tsv", corpus, "--num", "2", "--griffin-lim-iters", "2", "--out", out, "--wav-dir", tmp_path / "wav")
+    assert result.exit_code == 0, (result.output, result.exception)
+    r = json.loads(out.read_text())
+    assert r["clips"] == ["u0", "u1"] and r["mel"]["sample_rate"] == 8000
+    for name in ("griffin_lim (2 it)", "hifigan_pretrained (universal)"):
+        assert r["systems"][name]["mcd_db"] > 0 and r["systems"][name]["rtf_cpu"] > 0
+    assert "| hifigan_pretrained (universal) |" in out.with_suffix(".md").read_text()
+    assert len(list((tmp_path / "wav").glob("*.wav"))) == 6
+    # with a judge (a tiny random Whisper: the path, not the quality), every row gets a CER, the original's too
+    pytest.importorskip("transformers", reason="the Whisper judge runs on transformers")
+    from test_whisper_judge import tiny_whisper
+
+    model = tiny_whisper(tmp_path / "whisper")
+    result = run_cli("bench", "vocoder", "--tsv", corpus, "--num", "1", "--griffin-lim-iters", "2", "--out", out,
+                     "--asr-judge", f"whisper:{model}")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert all(s["cer"] >= 0 for s in json.loads(out.read_text())["systems"].values())
+    bad = run_flat("bench", "vocoder", "--tsv", tmp_path / "nowhere")
+    assert bad.exit_code != 0 and "manifest.tsv" in bad.output
