@@ -41,6 +41,7 @@ def tiny_whisper(root: Path) -> Path:
                         max_source_positions=1500, max_target_positions=448, decoder_start_token_id=1, eos_token_id=0,
                         pad_token_id=0, bos_token_id=0, suppress_tokens=[], begin_suppress_tokens=[])
     model = WhisperForConditionalGeneration(cfg).eval()
+    model.generation_config.is_multilingual = True  # the transformers path then prompts <|en|><|transcribe|>
     model.save_pretrained(root)
     fast.save_pretrained(root)
     return root
@@ -71,7 +72,9 @@ def test_transformers_backend_transcribes_and_decode_dir_scores(hf_dir, tmp_path
     from polyspeech_cli.score.report import score_decodes
 
     judge = load_whisper(f"whisper:{hf_dir}")
-    assert judge.backend == "transformers"
+    assert judge.backend == "transformers" and judge.multilingual
+    assert judge._prompt("en") == (["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"], False)
+    assert judge._prompt("xx")[1]  # a language the model lacks: detected (CT2) or English
     text = judge.transcribe(tone(1.2, 22050), 22050, "en")  # another rate: resampled to 16 kHz first
     assert isinstance(text, str)
     out = whisper_decode(f"whisper:{hf_dir}", _cuts(tmp_path), "tts_x", tmp_path / "exp", log=lambda *a: None)

@@ -118,7 +118,9 @@ class WhisperJudge:
         except Exception as e:
             raise PolyspeechError(f"--asr-judge {self.spec}: cannot load the Whisper model ({type(e).__name__}: {e})") from e
         self.n_mels = int(self._model.config.num_mel_bins)
-        self.multilingual = int(self._model.config.vocab_size) >= 51865
+        gen = self.path / "generation_config.json"  # released checkpoints say whether they are multilingual
+        flag = json.loads(gen.read_text()).get("is_multilingual") if gen.is_file() else None
+        self.multilingual = bool(flag) if flag is not None else int(self._model.config.vocab_size) >= 51865  # Whisper's own rule
 
     def _load_tokenizer(self):
         from tokenizers import Tokenizer
@@ -207,7 +209,7 @@ def _norm(text: str) -> str:
     return normalize_text(text or "", "asr")
 
 
-def whisper_rows(judge: WhisperJudge, cuts, log=print) -> list[dict]:
+def whisper_rows(judge: WhisperJudge, cuts) -> list[dict]:
     """One ASR result row per cut with text: {"id", "task": "asr", "ref", "hyp", "language", "raw_hyp"}."""
     from polyspeech_cli.audio import cut_audio
     from polyspeech_cli.lm.tasks import supervision
@@ -241,7 +243,7 @@ def whisper_decode(spec: str, cuts_path: Path, set_name: str, out_root: Path, lo
         return out
     cuts = read_cuts(Path(cuts_path), fix="pass the cuts of a TTS decode (DECODE/cuts.jsonl.gz) or a prepared set")
     t0 = time.perf_counter()
-    rows = whisper_rows(judge, cuts, log)
+    rows = whisper_rows(judge, cuts)
     if not rows:
         raise PolyspeechError(f"{cuts_path}: no cut has text for the Whisper judge to score against")
     out.parent.mkdir(parents=True, exist_ok=True)
