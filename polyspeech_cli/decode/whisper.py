@@ -244,6 +244,9 @@ def whisper_decode(spec: str, cuts_path: Path, set_name: str, out_root: Path, lo
     cuts = read_cuts(Path(cuts_path), fix="pass the cuts of a TTS decode (DECODE/cuts.jsonl.gz) or a prepared set")
     t0 = time.perf_counter()
     rows = whisper_rows(judge, cuts)
+    long = sum(c.duration > MAX_S for c in read_cuts(Path(cuts_path)) if c.supervisions and c.supervisions[0].text)
+    if long:
+        log(f"note: {long} utterance(s) of {cuts_path} are longer than {MAX_S:.0f} s; Whisper heard their first {MAX_S:.0f} s only")
     if not rows:
         raise PolyspeechError(f"{cuts_path}: no cut has text for the Whisper judge to score against")
     out.parent.mkdir(parents=True, exist_ok=True)
