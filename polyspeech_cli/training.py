@@ -9,7 +9,7 @@ import re
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,28 @@ def save_checkpoint(exp_dir: Path, step: int, state: dict[str, Any], keep_last: 
     for old in list_checkpoints(exp_dir)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path
+
+
+def average_checkpoints(paths: list[Path], out: Path, read: Callable[[Path], dict[str, Any]]) -> Path:
+    """Average the "model" weights of the checkpoints `paths` (read with `read`; float tensors; the
+    others taken from the last) into `out`, a checkpoint without optimiser state."""
+    if not paths:
+        raise PolyspeechError(f"no checkpoints to average in {out.parent} (train first)")
+    avg: dict[str, torch.Tensor] = {}
+    for p in paths:
+        model = read(p)["model"]
+        for k, v in model.items():
+            if v.is_floating_point():
+                avg[k] = avg.get(k, torch.zeros_like(v, dtype=torch.float64)) + v.double() / len(paths)
+            else:
+                avg[k] = v
+    last = read(paths[-1])
+    last["model"] = {k: v.to(last["model"][k].dtype) for k, v in avg.items()}
+    last["averaged"] = [p.name for p in paths]
+    for key in ("optimizer", "scheduler", "scaler"):
+        last.pop(key, None)
+    save_state_file(out, last)
+    return out
 
 
 # ---- one training per exp dir -----------------------------------------------------------------------

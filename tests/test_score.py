@@ -299,3 +299,18 @@ def test_sources_split_and_one_page(tmp_path, run_cli):
     assert "### cathy: single-task vs multitask" in page and "## missing\n\n(not scored:" in page
     side = page.split("## Every source side by side")[1].split("\n## ")[0]
     assert "| cathy | – | 0.600 / 0.600 | 0.200 |" in side and "| fsdd |" in side and "the multitask ASR model" in side
+
+
+def test_a_decode_is_scored_once_until_its_results_change(tmp_path, monkeypatch):
+    """score_decodes keeps each decode dir's scores in the dir (score_cache.json): a second report
+    over the same decode (the waterfall after `score`) reuses them; a re-decode is scored again."""
+    from polyspeech_cli.score import report
+
+    calls = []
+    monkeypatch.setitem(report.SCORERS, "asr", lambda rows, name: calls.append(name) or score_asr(rows, name))
+    d = write_results(tmp_path / "decode_asr_test", [{"id": "1", "task": "asr", "ref": "ab c", "hyp": "ab d", "language": "en"}])
+    first = report.score_decodes([d])
+    assert report.score_decodes([d]) == first and calls == ["decode_asr_test"]
+    (d / "results.jsonl").write_text(json.dumps({"id": "1", "task": "asr", "ref": "ab c", "hyp": "ab c", "language": "en", "n": 2}) + "\n")
+    again = report.score_decodes([d])
+    assert len(calls) == 2 and again["decode_asr_test"]["cer"]["all"] == 0 < first["decode_asr_test"]["cer"]["all"]

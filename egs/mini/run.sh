@@ -142,6 +142,11 @@ if stage_on 6; then
   # LID/GID's linear floor: logistic regression on each utterance's pooled fbank (train -> test)
   polyspeech pooled-baseline --train-cuts "$data_dir/fbank/synth_cuts_train.jsonl.gz" --cuts "$data_dir/fbank/synth_cuts_test.jsonl.gz" \
     --out "$exp_dir/pooled/scores.json"
+  # SECS and MCD of every waterfall row's audio, $nj at a time (kept in each decode dir: compare reads them)
+  for o in $waterfall; do
+    lane "$exp_dir/waterfall/${o/:/}.log" polyspeech score "$exp_dir/lm_multi/decode_tts_test_${o/:/}" --out "$exp_dir/waterfall/${o/:/}.md"
+  done
+  wait_lanes
   resynth="real SSET tokens resynthesized (TTS back-end upper bound)"
   vocoder_name=$(config_value "$conf/vocoder_tiny.yaml" vocoder)
   lm_books=$(config_value "$conf/lm_tiny.yaml" data.speech_codebooks)

@@ -172,7 +172,7 @@ if stage_on 5; then
   lane "$exp_dir/decode_single.log" decode_system $tasks
   # The TTS back end's upper bound: the test cuts' own SSET tokens through codec decoder + speech decoder.
   resynth() {
-    polyspeech decode --task tts --oracle-tokens --set-name all_resynth --exp-dir "$exp_dir/lm_multi" \
+    polyspeech decode --task tts --oracle tokens --set-name all_resynth --exp-dir "$exp_dir/lm_multi" \
       --cuts "$data_dir/lm/cuts_test_tts.jsonl.gz" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder"
     after_decode "$exp_dir/lm_multi/decode_tts_all_resynth"
   }

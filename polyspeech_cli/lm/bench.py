@@ -28,7 +28,6 @@ import random
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +37,13 @@ import torch
 from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.lm.checkpoint import build_model
 from polyspeech_cli.lm.config import TrainConfig
-from polyspeech_cli.lm.data import TaskDataset, TaskStream, codebook_size, select_task_cuts, to_device
+from polyspeech_cli.lm.data import TaskDataset, TaskStream, to_device
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.tasks import TASKS
-from polyspeech_cli.lm.train import batch_seconds, draw_task, task_probabilities
-from polyspeech_cli.lm.vocab import Vocab, build_vocab
+from polyspeech_cli.lm.train import batch_seconds, draw_task, lm_data
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.training import adamw, autocast_dtype, cpu_has_native_bf16, optimizer_step, pick_device
+from polyspeech_cli.training_loop import quiet
 
 
 @dataclass
@@ -116,29 +115,13 @@ def step_flops(model: PolySpeechLM, batch: dict) -> tuple[float, int, int]:
     return 3.0 * forward - first_layer, sum(lens), computed
 
 
-def _setup(cfg: TrainConfig, train_cuts: Path) -> tuple[dict, Vocab, int, dict]:
-    """Task cuts, vocabulary, feature dim and task probabilities, as `train lm` derives them."""
-    cuts = read_cuts(Path(train_cuts), "train cuts")
-    task_cuts = select_task_cuts(cuts, cfg.tasks, cfg.data, Path(train_cuts), log=lambda *a: None)
-    texts = [c.supervisions[0].text for c in cuts if c.supervisions and c.supervisions[0].text]
-    langs = {c.supervisions[0].language for c in cuts if c.supervisions and c.supervisions[0].language}
-    need_tokens = "tts" in cfg.tasks or cfg.data.speech_input == "tokens"
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab = build_vocab(texts, langs, cfg.vocab, Path(tmp), cfg.data.speech_tokens if need_tokens else None,
-                            codebook_size(cuts, cfg.data) if need_tokens else 0, cfg.data.speech_codebooks if need_tokens else 0)
-    feat_dim = 0
-    if cfg.data.speech_input == "features":
-        feat_dim = next((next(iter(tc)).num_features for t, tc in task_cuts.items() if t != "tts"), 0)
-    hours = {t: sum(c.duration for c in tc) / 3600 for t, tc in task_cuts.items()}
-    return task_cuts, vocab, feat_dim, task_probabilities(hours, cfg.task_weights, cfg.task_temperature)
-
-
 def run_variant(cfg: TrainConfig, train_cuts: Path, variant: Variant, steps: int, warmup: int) -> dict:
     """Train `warmup + steps` steps in this process and measure the last `steps`."""
     torch.set_num_threads(variant.threads)
     device = pick_device(cfg.device)
     amp = autocast_dtype(variant.precision, device)
-    task_cuts, vocab, feat_dim, probs = _setup(cfg, train_cuts)
+    data = lm_data(cfg, read_cuts(Path(train_cuts), "train cuts"), Path(train_cuts), log=quiet)  # as `train lm` derives them
+    task_cuts, vocab, feat_dim, probs = data.task_cuts, data.vocab, data.feat_dim, data.probs
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, vocab, feat_dim).to(device).train()
     opt = adamw(model, cfg.lr, cfg.weight_decay, (0.9, 0.98), no_decay_names=("embed",))  # as `train lm` builds it

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli import training
 from polyspeech_cli.training import checkpoint_step, list_checkpoints
 from polyspeech_cli.fileio import (is_state_file, legacy_checkpoint_error, load_model_file, load_state_file, read_model_meta,
-                                   save_model_file, save_state_file)
+                                   save_model_file)
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.vocab import Vocab
@@ -52,24 +51,8 @@ def load_checkpoint(path: Path, vocab_fingerprint: str) -> dict:
 
 
 def average_checkpoints(paths: list[Path], out: Path) -> Path:
-    """Average the model weights of `paths` (float tensors; others taken from the last)."""
-    if not paths:
-        raise PolyspeechError(f"no checkpoints to average in {out.parent} (train first)")
-    avg: dict[str, torch.Tensor] = {}
-    for p in paths:
-        model = read_checkpoint(p)["model"]
-        for k, v in model.items():
-            if v.is_floating_point():
-                avg[k] = avg.get(k, torch.zeros_like(v, dtype=torch.float64)) + v.double() / len(paths)
-            else:
-                avg[k] = v
-    last = read_checkpoint(paths[-1])
-    last["model"] = {k: v.to(last["model"][k].dtype) for k, v in avg.items()}
-    last["averaged"] = [p.name for p in paths]
-    for key in ("optimizer", "scheduler", "scaler"):
-        last.pop(key, None)
-    save_state_file(out, last)
-    return out
+    """Average the model weights of `paths` (float tensors; others taken from the last): `training.average_checkpoints`."""
+    return training.average_checkpoints(paths, out, read_checkpoint)
 
 
 def save_model(exp_dir: Path, model: PolySpeechLM, step: int, vocab_fingerprint: str, feat_dim: int,

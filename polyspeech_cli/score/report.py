@@ -40,10 +40,26 @@ SCORERS = {"asr": score_asr, "lid": score_classes, "gid": score_classes, "tts": 
 
 def score_decodes(decode_dirs: list[Path]) -> dict[str, dict]:
     """Score every decode dir: {dir name: {"task", the numbers..., "markdown"}}."""
-    scores: dict[str, dict] = {}
-    for d in decode_dirs:
-        task, rows = read_results(d)
-        scores[Path(d).name] = {"task": task, **SCORERS[task](rows, Path(d).name)}
+    return {Path(d).name: score_decode(Path(d)) for d in decode_dirs}
+
+
+def score_decode(d: Path) -> dict:
+    """One decode dir's scores, kept in the dir as ESPnet keeps its scoring (`score_cache.json`, stamped
+    on its results.jsonl): a TTS decode's SECS and MCD, minutes of speaker embeddings, are computed
+    once however many reports (score, compare, its waterfall) read them."""
+    from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
+
+    cache, stamp = d / "score_cache.json", d / ".score_cache.stamp.json"
+    task, rows = read_results(d)
+    key = stamp_key({"scores": task, "name": d.name}, [d / "results.jsonl"])
+    if is_fresh(stamp, key):
+        return json.loads(cache.read_text(encoding="utf-8"))
+    scores = {"task": task, **SCORERS[task](rows, d.name)}
+    try:
+        atomic_write_text(cache, json.dumps(scores))
+        write_stamp(stamp, key, [cache])
+    except OSError:  # a read-only decode dir is scored, not cached
+        pass
     return scores
 
 

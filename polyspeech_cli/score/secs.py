@@ -7,8 +7,10 @@ Resemblyzer bundles its GE2E weights in the wheel, so it works offline. It is in
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -26,15 +28,25 @@ def _encoder():
     return VoiceEncoder("cpu", verbose=False), preprocess_wav, int(sampling_rate)
 
 
+# Embeddings by file content: every TTS decode writes its own copy of the same real recordings
+# (`ref/`), so a report over several decodes (the loss waterfall) embeds each real utterance once.
+_EMBEDDINGS: dict[str, np.ndarray] = {}
+
+
 def embed_files(paths: list[str]) -> dict[str, np.ndarray]:
     """L2-normalised speaker embedding of each audio file."""
-    encoder, preprocess, rate = _encoder()
+    model = None  # (encoder, preprocess, rate), loaded at the first file not seen before
     out = {}
     for p in dict.fromkeys(paths):
-        wav, _ = read_audio(p, "audio for speaker similarity", "re-run the TTS decode that wrote it", sampling_rate=rate)
-        # source_sr=None: already at the encoder's rate (resampled by polyspeech_cli.audio), so resemblyzer
-        # does not resample again with its own (librosa) resampler
-        out[p] = encoder.embed_utterance(preprocess(wav, source_sr=None))
+        key = hashlib.sha1(Path(p).read_bytes()).hexdigest() if Path(p).is_file() else p
+        if key not in _EMBEDDINGS:
+            model = model or _encoder()
+            encoder, preprocess, rate = model
+            wav, _ = read_audio(p, "audio for speaker similarity", "re-run the TTS decode that wrote it", sampling_rate=rate)
+            # source_sr=None: already at the encoder's rate (resampled by polyspeech_cli.audio), so resemblyzer
+            # does not resample again with its own (librosa) resampler
+            _EMBEDDINGS[key] = encoder.embed_utterance(preprocess(wav, source_sr=None))
+        out[p] = _EMBEDDINGS[key]
     return out
 
 
