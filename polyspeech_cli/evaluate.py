@@ -56,7 +56,7 @@ class EvaluateOptions:
     tasks: list[str] | None = None  # None: every task of the model that the set has labels for
     codec: Path | None = None  # TTS / token-input LMs: default EXP/../codec
     vocoder: Path | None = None  # TTS: default EXP/../vocoder
-    asr_judge: Path | None = None  # an ASR LM exp dir that transcribes the synthesized audio (TTS CER)
+    asr_judge: Path | str | None = None  # an ASR LM exp dir, or whisper:DIR, that transcribes the synthesized audio (TTS CER)
 
 
 @dataclass
@@ -91,6 +91,7 @@ class Plan:
     codec: Path | None = None
     vocoder: Path | None = None
     judge: lm_io.LoadedLM | None = None
+    whisper: object | None = None  # --asr-judge whisper:DIR (decode/whisper.py WhisperJudge), instead of `judge`
     notes: list[str] = field(default_factory=list)
 
 
@@ -130,6 +131,14 @@ def _decode_tasks(plan: Plan, tasks: list[str], cuts_path: Path, tts_targets: li
         log(f"[bold]evaluate[/] TTS intelligibility: ASR of the synthesized audio by {plan.judge.exp_dir}")
         dirs["judge"] = decode(plan.judge.exp_dir, dirs["tts"] / "cuts.jsonl.gz", _decode_options(plan.judge, "asr", f"tts_{name}", plan),
                                log=log, out_root=out)
+    if "tts" in dirs and plan.whisper is not None:
+        from polyspeech_cli.decode.whisper import whisper_decode
+
+        spec = plan.whisper.spec
+        log(f"[bold]evaluate[/] TTS intelligibility: ASR of the synthesized audio by {plan.whisper.describe()}")
+        dirs["judge"] = whisper_decode(spec, dirs["tts"] / "cuts.jsonl.gz", f"tts_{name}_whisper", out, log)
+        # the same utterances' real audio: the judge's own error floor, printed beside its CER on the TTS audio
+        dirs["judge_real"] = whisper_decode(spec, _tts_manifest(cuts_path, tts_targets, out / "data" / "tts"), f"real_{name}_whisper", out, log)
     return dirs
 
 
@@ -137,10 +146,12 @@ def _score(dirs: dict[str, Path], cuts: CutSet, plan: Plan) -> dict[str, dict]:
     """`polyspeech score`'s scorers over the decodes, with the notes on unknown labels and the judge's CER."""
     from polyspeech_cli.score.report import score_decodes
 
-    scores = score_decodes([d for task, d in dirs.items() if task != "judge"])
+    scores = score_decodes([d for task, d in dirs.items() if task not in ("judge", "judge_real")])
     _add_label_notes(scores, cuts, plan)
     if "judge" in dirs:
-        _add_judge(scores[dirs["tts"].name], score_decodes([dirs["judge"]])[dirs["judge"].name], plan.judge.exp_dir)
+        real = score_decodes([dirs["judge_real"]])[dirs["judge_real"].name] if "judge_real" in dirs else None
+        label = plan.whisper.describe() if plan.whisper is not None else plan.judge.exp_dir
+        _add_judge(scores[dirs["tts"].name], score_decodes([dirs["judge"]])[dirs["judge"].name], label, real)
     return scores
 
 
@@ -164,10 +175,15 @@ def make_plan(opts: EvaluateOptions) -> Plan:
         plan.features = _feature_plan(lm, plan.codec if lm.speech_input == "tokens" else None)
         plan.sampling_rate = plan.features.sampling_rate
     if opts.asr_judge is not None:
-        plan.judge = _load_judge(Path(opts.asr_judge))
+        from polyspeech_cli.decode.whisper import check_whisper, is_whisper
+
+        if is_whisper(opts.asr_judge):
+            plan.whisper = check_whisper(str(opts.asr_judge))  # loaded now: a missing package or model fails before any work
+        else:
+            plan.judge = _load_judge(Path(opts.asr_judge))
         if "tts" not in plan.tasks:
             plan.notes.append(f"--asr-judge {opts.asr_judge} is not used: TTS is not evaluated")
-            plan.judge = None
+            plan.judge = plan.whisper = None
     return plan
 
 
@@ -454,11 +470,16 @@ def _add_label_notes(scores: dict[str, dict], cuts: CutSet, plan: Plan) -> None:
             s["markdown"] += f"\nLanguages the model was not trained on: {', '.join(sorted(unknown))} (expect a high error rate there).\n"
 
 
-def _add_judge(tts: dict, judged: dict, judge_dir: Path) -> None:
+def _add_judge(tts: dict, judged: dict, judge_dir: Path | str, real: dict | None = None) -> None:
     """The judge's CER on the synthesized audio, under the TTS entry (scores.json keeps one ASR entry,
-    the model's own, as `polyspeech compare` expects)."""
+    the model's own, as `polyspeech compare` expects); `real`: the judge's scores on the same
+    utterances' real audio (the Whisper judge), printed beside it."""
     tts["tts_cer"], tts["asr_judge"] = judged["cer"], str(judge_dir)
     tts["markdown"] += f"\n### TTS intelligibility: ASR of the synthesized audio by `{judge_dir}`\n\n{judged['markdown']}"
+    if real is not None:
+        tts["judge_real_cer"] = real["cer"]
+        tts["markdown"] += (f"\nThe judge's CER on the real audio of the same utterances: {100 * real['cer']['all']:.1f}% "
+                            f"(on the synthesized audio: {100 * judged['cer']['all']:.1f}%).\n\n{real['markdown']}")
 
 
 def _notes(plan: Plan, name: str, origin: str, cuts: CutSet, tasks: list[str], scores: dict) -> str:

@@ -188,3 +188,25 @@ def test_bad_input(trained, tmp_path):
     (out / "keep.txt").write_text("mine")
     result = run_flat("evaluate", "--exp-dir", exp, "--tsv", corpus, "--out-dir", out, "--tasks", "gid")
     assert result.exit_code != 0 and sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_whisper_judge(trained, tmp_path):
+    """--asr-judge whisper:DIR (a tiny random Whisper saved locally: the path, not the quality): its CER on the
+    synthesized audio under the TTS result, and beside it its CER on the real audio of the same utterances."""
+    pytest.importorskip("transformers", reason="the Whisper judge runs on transformers")
+    from test_whisper_judge import tiny_whisper
+
+    model = tiny_whisper(tmp_path / "whisper")
+    out = tmp_path / "eval"
+    result = run_flat("evaluate", "--exp-dir", trained["exp"], "--cuts", trained["cuts"], "--out-dir", out, "--tasks", "tts",
+                      "--asr-judge", f"whisper:{model}")
+    assert result.exit_code == 0, result.output
+    tts = scores_of(out)["decode_tts_cuts"]
+    assert "Whisper" in tts["asr_judge"] and 0 <= tts["tts_cer"]["all"] and 0 <= tts["judge_real_cer"]["all"]
+    assert (out / "decode_asr_tts_cuts_whisper" / "results.jsonl").is_file()
+    assert (out / "decode_asr_real_cuts_whisper" / "results.jsonl").is_file()
+    md = (out / "RESULTS.md").read_text(encoding="utf-8")
+    assert "TTS intelligibility" in md and "CER on the real audio of the same utterances" in md
+    # a judge that cannot load fails before any work, in one line
+    assert_clean_failure(run_flat("evaluate", "--exp-dir", trained["exp"], "--cuts", trained["cuts"], "--out-dir", tmp_path / "e2",
+                                  "--tasks", "tts", "--asr-judge", f"whisper:{tmp_path / 'nowhere'}"), tmp_path / "e2", "no such directory")

@@ -198,6 +198,7 @@ train_lm_systems() {
 #   extract_hubert OUT_DIR CUTS...      HuBERT layer $hubert_layer features on $device (fp16 on a GPU)
 #   decode_lm EXP CUTS_DIR TASKS SET... decode each task (comma-separated) on each SET, $nj at a time
 #   tts_intelligibility EXP SET...      HuBERT features of EXP's synthesized SET audio, transcribed by EXP's ASR
+#                                       (and by Whisper too when the recipe's asr_judge is whisper:DIR)
 #   score_lm EXP TASKS SET...           score EXP's decodes of these tasks on these sets -> EXP/RESULTS.md
 #   input_experiment SET...             the paper's first experiment: single-task ASR LMs on HuBERT
 #                                       embeddings and on EnCodec tokens, decoded on each SET and compared
@@ -301,6 +302,10 @@ tts_intelligibility() {
     extract_hubert "$exp/tts_hubert_$set" "$exp/decode_tts_$set/cuts.jsonl.gz"
     lane "$exp/decode_asr_tts_$set.log" polyspeech decode --task asr --exp-dir "$exp" --cuts "$exp/tts_hubert_$set/cuts.jsonl.gz" \
       --set-name "tts_$set" --beam-size "$beam_size" --ctc-weight "$ctc_weight" --threads "$decode_threads" --device "$device"
+    if [[ ${asr_judge:-} == whisper:* ]]; then  # --asr-judge whisper:DIR: a judge that shares no training data with the TTS
+      lane "$exp/decode_asr_tts_${set}_whisper.log" polyspeech judge --asr-judge "$asr_judge" --cuts "$exp/decode_tts_$set/cuts.jsonl.gz" \
+        --out-root "$exp" --set-name "tts_${set}_whisper"
+    fi
   done
   wait_lanes
 }
@@ -310,6 +315,7 @@ score_lm() {
   for set in "$@"; do
     for t in ${task_list//,/ }; do dirs+=("$exp/decode_${t}_$set"); done
     if [[ ,$task_list, == *,tts,* ]]; then dirs+=("$exp/decode_asr_tts_$set"); fi  # the TTS audio transcribed: intelligibility
+    if [[ ,$task_list, == *,tts,* && -d $exp/decode_asr_tts_${set}_whisper ]]; then dirs+=("$exp/decode_asr_tts_${set}_whisper"); fi
   done
   polyspeech score "${dirs[@]}" --out "$exp/RESULTS.md"
 }

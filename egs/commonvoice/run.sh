@@ -34,6 +34,7 @@ lm_epochs=20                    # passes of each task over the training set: the
 lm_overrides=""                 # KEY=VALUE words on lm_160m.yaml, e.g. "max_duration=300 grad_accum=2"
 beam_size=10                    # stage 7 (ASR)
 ctc_weight=0.5
+asr_judge=""                    # stage 5: whisper:DIR, also an independent Whisper judge of the TTS audio (pip install -e ".[whisper]")
 encodec_bandwidth=1.5           # stage 7: EnCodec kbps (1.5 = 2 books at 75 Hz)
 encodec_checkpoint=""           # stage 7: encodec_24khz-d7cc33bc.th; empty: the encodec package downloads it
 . ../../utils/parse_options.sh

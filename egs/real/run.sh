@@ -27,6 +27,7 @@ mini_exp=../mini/exp/lm_multi   # stage 7: egs/mini's multitask LM evaluated on 
 peer_minutes=8        # stage 8: the ESPnet peer's training budget (wall-clock minutes) ...
 peer_steps=1500       # ... and our single-task ASR LM's steps for the same minutes (calibrated, see README "egs/real")
 peer_conf=conf/lm_asr_peer.yaml   # stage 8: our ASR LM's settings (chosen on dev by local/dev_check.sh)
+asr_judge=""          # stages 5-6: whisper:DIR, an independent Whisper judge of all TTS audio beside the LM judge (pip install -e '.[whisper]'): $exp_dir/judge_whisper, $exp_dir/score/<src>/whisper/RESULTS.md
 peer_speed_perturb=0.9,1.1   # stage 8: speed-perturbed copies of the 10 speakers' cuts in our training set ("" = none; chosen on dev)
 data_dir=data
 exp_dir=exp
@@ -187,6 +188,16 @@ if stage_on 5; then
   lane "$judge/decode_tts_tts.log" judge_tts "$exp_dir/lm_tts/decode_tts_all" tts
   lane "$judge/decode_tts_resynth.log" judge_tts "$exp_dir/lm_multi/decode_tts_all_resynth" resynth
   wait_lanes
+  if [ -n "$asr_judge" ]; then  # --asr-judge whisper:DIR: the same TTS audio by a judge that shares no training data with it
+    whisper_judge() {  # whisper_judge CUTS SET_NAME
+      polyspeech judge --asr-judge "$asr_judge" --cuts "$1" --out-root "$exp_dir/judge_whisper" --set-name "$2"
+      after_decode "$exp_dir/judge_whisper/decode_asr_$2"
+    }
+    whisper_judge "$exp_dir/lm_multi/decode_tts_all/cuts.jsonl.gz" tts_multi
+    whisper_judge "$exp_dir/lm_tts/decode_tts_all/cuts.jsonl.gz" tts_tts
+    whisper_judge "$exp_dir/lm_multi/decode_tts_all_resynth/cuts.jsonl.gz" tts_resynth
+    whisper_judge "$data_dir/lm/cuts_test_tts.jsonl.gz" real_test  # the real audio of the TTS voices: the judge's own floor
+  fi
 fi
 
 judge_label() { [ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask; }  # after judge=$(tts_judge)
@@ -233,6 +244,18 @@ if stage_on 6; then
   lane "$exp_dir/score/all/resynth.log" polyspeech score "${resynth[@]}" --out "$exp_dir/score/all/resynth/RESULTS.md"
   wait_lanes
   polyspeech split-scores --score-dir "$exp_dir/score" --sources "${sources[*]}" --line multi:decode_tts_all
+  if [ -n "$asr_judge" ] && [ -d "$exp_dir/judge_whisper/by_source" ]; then  # the Whisper judge's CER per source (real audio first)
+    for src in "${sources[@]}"; do
+      wdirs=()
+      for d in real_test tts_tts tts_multi tts_resynth; do
+        if [ -d "$exp_dir/judge_whisper/by_source/decode_asr_${d}_$src" ]; then wdirs+=("$exp_dir/judge_whisper/by_source/decode_asr_${d}_$src"); fi
+      done
+      if [ ${#wdirs[@]} -gt 0 ]; then
+        mkdir -p "$exp_dir/score/$src/whisper"
+        polyspeech score "${wdirs[@]}" --out "$exp_dir/score/$src/whisper/RESULTS.md"
+      fi
+    done
+  fi
   judge=$(tts_judge)
   for src in "${sources[@]}"; do lane "$exp_dir/score/$src/compare.log" compare_source "$src"; done
   wait_lanes

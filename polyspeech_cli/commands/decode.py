@@ -132,3 +132,22 @@ def bench_decode(
     from polyspeech_cli.decode.bench import bench
 
     bench(exp_dir, cuts, config, tokens, max_cuts, batch_size, out, codec, vocoder)
+
+
+@cli_command
+def judge(
+    asr_judge: str = typer.Option(..., "--asr-judge", help="whisper:DIR, a CTranslate2/faster-whisper or Hugging Face Whisper model dir."),
+    cuts: Path = typer.Option(..., "--cuts", help="Cuts with audio and text: a TTS decode's cuts.jsonl.gz, or real audio."),
+    out_root: Path = typer.Option(..., "--out-root", help="Writes OUT_ROOT/decode_asr_<set-name>/ (decode's ASR format)."),
+    set_name: str = typer.Option(..., "--set-name", help="Names the output dir, e.g. tts_test."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Transcribe again even if a finished decode is there."),
+) -> None:
+    """An independent TTS intelligibility judge: Whisper's ASR of a cut set, as a decode dir that `score` and
+    `compare --tts-asr` read like `decode --task asr`'s."""
+    from polyspeech_cli.decode.whisper import is_whisper, whisper_decode
+    from polyspeech_cli.errors import PolyspeechError
+
+    if not is_whisper(asr_judge):
+        raise PolyspeechError(f"--asr-judge {asr_judge}: `polyspeech judge` runs whisper:DIR; for an ASR LM use "
+                              "`polyspeech decode --task asr --exp-dir LM`")
+    whisper_decode(asr_judge, cuts, set_name, out_root, log=console.print, overwrite=overwrite)

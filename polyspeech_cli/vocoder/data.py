@@ -21,6 +21,7 @@ import torch
 from lhotse.cut import Cut
 
 from polyspeech_cli.codec.data import CutIndex, LazySequence, load_cut_features, normalize
+from polyspeech_cli.audio import cut_audio
 from polyspeech_cli.augment import resample_time, warp_feature_axis
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.vocoder.mel import MelConfig, MelFrontend
@@ -38,10 +39,12 @@ class Utterance:
 def load_utterance(cut: Cut, frontend: MelFrontend, normalization: str, keep_audio: bool, where: str) -> Utterance:
     """One cut's training data: normalised features at the mel rate, log-mel target (and audio)."""
     x = load_cut_features(cut, where)
+    rate = frontend.cfg.sample_rate
     try:
-        audio = cut.load_audio()[0].astype(np.float32)
-    except Exception as e:
-        raise PolyspeechError(f"{where}cut '{cut.id}': cannot load its audio ({type(e).__name__}: {e})") from e
+        # at the mel's rate: a 16 kHz corpus trains a decoder for a 22.05 kHz vocoder (polyspeech_cli.audio's resampler)
+        audio = cut_audio(cut, rate if cut.sampling_rate != rate else None)
+    except PolyspeechError as e:  # names the cut and why
+        raise PolyspeechError(f"{where}{e}") from e
     with torch.no_grad():
         mel = frontend(torch.from_numpy(audio))
         feats = resample_time(torch.from_numpy(normalize(x, normalization)), mel.shape[0])
@@ -71,12 +74,8 @@ def stream_utterances(path: Path, mel_cfg: MelConfig, normalization: str, keep_a
     metadata errors are raised here."""
     where = f"{path}: "
 
-    def check(cut: Cut) -> None:
-        if cut.sampling_rate != mel_cfg.sample_rate:
-            raise PolyspeechError(f"{where}cut '{cut.id}' is {cut.sampling_rate} Hz, the vocoder config wants "
-                                  f"{mel_cfg.sample_rate} Hz (resample the corpus or change mel.sample_rate)")
-
-    index = CutIndex(Path(path), sort=True, max_cuts=max_cuts, check=check)
+    # audio at another rate than mel.sample_rate is resampled when loaded (load_utterance)
+    index = CutIndex(Path(path), sort=True, max_cuts=max_cuts)
     frontend = MelFrontend(mel_cfg)
     utts = LazySequence(len(index), lambda i: load_utterance(index.cut(i), frontend, normalization, keep_audio, where),
                         cache_mb * 2**20)

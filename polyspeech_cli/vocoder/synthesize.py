@@ -53,6 +53,11 @@ class LoadedVocoder:
             self.generator = Generator(self.cfg.mel.n_mels, self.cfg.hifigan)
             self.generator.load_state_dict(generator_state)
             self.generator.eval()
+        elif self.cfg.vocoder == "hifigan_pretrained":
+            from polyspeech_cli.vocoder.pretrained import check_mel, load_generator
+
+            self.generator, spec = load_generator(self.cfg.hifigan_pretrained.source)  # or a one-line error naming the fix
+            check_mel(self.cfg.mel, spec, str(self.path))
         self.griffin_lim = GriffinLim(self.cfg.mel)
 
     @torch.no_grad()

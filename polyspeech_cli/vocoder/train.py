@@ -20,7 +20,7 @@ from polyspeech_cli.training import CsvLog, adamw, exp_dir_lock, optimizer_step,
 from polyspeech_cli.training_loop import Dev, Loop, finish_loop, finish_run, resume_decision, run_loop, save_state, setup_device, start_run
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.vocoder.checkpoint import KIND, MODEL, read_checkpoint, save_model
-from polyspeech_cli.vocoder.config import VocoderConfig, check_config
+from polyspeech_cli.vocoder.config import VocoderConfig, check_config, resolve_vocoder_mel
 from polyspeech_cli.vocoder.data import decoder_batch, load_utterances, mel_stats, prompt_index, stream_utterances, vocoder_batch
 from polyspeech_cli.vocoder.evaluate import evaluate_decoder, plot_mels, predict_mel
 from polyspeech_cli.vocoder.hifigan import Discriminators, Generator, discriminator_loss, generator_losses
@@ -70,6 +70,7 @@ def train(cfg: VocoderConfig, train_cuts: Path, dev_cuts: Path | None, exp_dir: 
     steps; the checkpoints' N), leaving a checkpoint to `--resume` from. Runs holding
     `exp_dir_lock(exp_dir)`: a second training on the same exp dir is refused.
     """
+    resolve_vocoder_mel(cfg, log)
     check_config(cfg)
     with exp_dir_lock(Path(exp_dir)):
         return _train(cfg, train_cuts, dev_cuts, exp_dir, resume, log, progress, stop_at)
