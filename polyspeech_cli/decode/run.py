@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from polyspeech_cli.decode.tts import (
     generate_speech,
 )
 from polyspeech_cli.errors import PolyspeechError, require_file
+from polyspeech_cli.fileio import atomic_dir
 from polyspeech_cli.stamps import changed_keys, is_fresh, jsonable, read_stamp, stamp_key, write_stamp
 
 STAMP = "decode.json"  # written last: the directory holds a finished decode
@@ -178,17 +177,9 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
                 raise PolyspeechError(f"--oracle tokens: cut '{c.id}' in {cuts_path} has no '{lm.cfg.data.speech_tokens}' tokens "
                                       f"(pass cuts from `polyspeech extract-tokens --type {lm.cfg.data.speech_tokens}`)")
 
-    tmp = out.parent / f".tmp.{out.name}.{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out) as tmp:
         num = _run(lm, opts, targets(), n, tmp, out, backend, table, fixed_prompt, progress, oracle)
         write_stamp(tmp / STAMP, key, num_utts=num)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log(f"decoded {num} utterances ({opts.task}) -> {out}")
     return out
 

@@ -228,11 +228,8 @@ def whisper_decode(spec: str, cuts_path: Path, set_name: str, out_root: Path, lo
     """Whisper's ASR of every cut with text in `cuts_path` -> OUT_ROOT/decode_asr_<set_name>/ in `decode`'s
     format (results.jsonl, hyp.trn, ref.trn, and the stamp decode.json naming the input cuts, which the
     waterfall follows back to the TTS decode). A finished dir for the same model and cuts is kept."""
-    import os
-    import shutil
-    import tempfile
-
     from polyspeech_cli.data.manifest import read_cuts
+    from polyspeech_cli.fileio import atomic_dir
     from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
 
     judge = check_whisper(spec)
@@ -249,17 +246,10 @@ def whisper_decode(spec: str, cuts_path: Path, set_name: str, out_root: Path, lo
         log(f"note: {long} utterance(s) of {cuts_path} are longer than {MAX_S:.0f} s; Whisper heard their first {MAX_S:.0f} s only")
     if not rows:
         raise PolyspeechError(f"{cuts_path}: no cut has text for the Whisper judge to score against")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp.{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "results.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         (tmp / "hyp.trn").write_text("".join(f"{r['hyp']} ({r['id']})\n" for r in rows), encoding="utf-8")
         (tmp / "ref.trn").write_text("".join(f"{r['ref']} ({r['id']})\n" for r in rows), encoding="utf-8")
         write_stamp(tmp / "decode.json", key, num_utts=len(rows), judge=spec, seconds=round(time.perf_counter() - t0, 2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log(f"{judge.describe()}: transcribed {len(rows)} utterances -> {out}")
     return out
