@@ -226,6 +226,25 @@ def test_bench_vocoder(fake_package, tmp_path, run_cli):
         assert r["systems"][name]["mcd_db"] > 0 and r["systems"][name]["rtf_cpu"] > 0
     assert "| hifigan_pretrained (universal) |" in out.with_suffix(".md").read_text()
     assert len(list((tmp_path / "wav").glob("*.wav"))) == 6
+    # the report plays the same sentences through each vocoder, with each clip's MCD from the bench
+    (tmp_path / "RESULTS.md").write_text("# RESULTS\n", encoding="utf-8")
+    page_run = run_flat("report", tmp_path, "--utts", "0", "--vocoders", tmp_path / "wav")
+    assert page_run.exit_code == 0, page_run.output
+    page = (tmp_path / "RESULTS.html").read_text(encoding="utf-8")
+    section = page.split("<h2>Vocoders side by side</h2>")[1]
+    assert section.count('<section class="sample"') == 2 and section.count("<audio") == 6
+    assert "hifigan_pretrained (universal)" in section and f"<td>{r['per_clip'][0]['mcd']['hifigan_pretrained (universal)']:.2f}</td>" in section
+    missing = run_flat("report", tmp_path, "--vocoders", tmp_path / "nothing")
+    assert missing.exit_code == 1 and "vocoders.json" in missing.output
+    # a cut set as the source (a recipe's test cuts): clips one language after another
+    from test_vocoder import make_cuts
+
+    cuts = make_cuts(tmp_path / "cuts", per_speaker=1, name="test")
+    result = run_cli("bench", "vocoder", "--cuts", cuts, "--num", "2", "--griffin-lim-iters", "2", "--out", out)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert len(json.loads(out.read_text())["clips"]) == 2
+    both = run_flat("bench", "vocoder", "--tsv", corpus, "--cuts", cuts)
+    assert both.exit_code != 0 and "one of them" in both.output
     # with a judge (a tiny random Whisper: the path, not the quality), every row gets a CER, the original's too
     pytest.importorskip("transformers", reason="the Whisper judge runs on transformers")
     from test_whisper_judge import tiny_whisper

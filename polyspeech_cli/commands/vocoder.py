@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from polyspeech_cli.commands import cli_command, console
+from polyspeech_cli.errors import PolyspeechError
 
 
 @cli_command
@@ -67,8 +68,9 @@ def convert_hifigan(
 
 @cli_command
 def bench_vocoder(
-    tsv: Path = typer.Option(..., "--tsv", help="A folder with manifest.tsv (utt_id, path, text), e.g. an LJSpeech sample."),
-    num: int = typer.Option(5, "--num", help="The first N clips (by utt_id)."),
+    tsv: Path | None = typer.Option(None, "--tsv", help="A folder with manifest.tsv (utt_id, path, text), e.g. an LJSpeech sample."),
+    cuts: Path | None = typer.Option(None, "--cuts", help="Or a cut set with audio (e.g. a recipe's test cuts): clips one language after another."),
+    num: int = typer.Option(5, "--num", help="N clips (--tsv: the first N by utt_id)."),
     source: list[str] = typer.Option(["universal"], "--source", help="A pretrained HiFi-GAN (repeatable): universal, ljspeech or a "
                                      ".safetensors generator."),
     griffin_lim_iters: int = typer.Option(32, "--griffin-lim-iters", help="Griffin-Lim iterations (the configs' default: 32)."),
@@ -78,9 +80,12 @@ def bench_vocoder(
 ) -> None:
     """Copy synthesis of real speech: each clip's own mel through Griffin-Lim and the pretrained HiFi-GAN; MCD against
     the original and RTF on one CPU thread (+ a Whisper judge's CER)."""
-    from polyspeech_cli.vocoder.bench import bench_vocoders, write_json
+    from polyspeech_cli.vocoder.bench import bench_vocoders, read_cut_clips, read_tsv_clips, write_json
 
-    r = bench_vocoders(tsv, num, source, griffin_lim_iters, asr_judge, wav_dir, threads=1, log=console.print)
+    if (tsv is None) == (cuts is None):
+        raise PolyspeechError("bench vocoder: pass the clips as --tsv DIR (a manifest.tsv folder) or --cuts FILE (a cut set), one of them")
+    clips = read_tsv_clips(tsv, num) if tsv is not None else read_cut_clips(cuts, num)
+    r = bench_vocoders(clips, tsv or cuts, source, griffin_lim_iters, asr_judge, wav_dir, threads=1, log=console.print)
     typer.echo(r["markdown"])  # plain: the table is pasted into README as it is
     if out is not None:
         write_json(r, out)

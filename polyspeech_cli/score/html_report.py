@@ -310,10 +310,10 @@ def _duration(path: Path | None) -> str:
     return "–" if path is None else f"{sf.info(str(path)).duration:.2f}"
 
 
-def sample_html(uid: str, row: dict, clips: list[Clip]) -> str:
-    """One sentence: its text and a table of players with their scores."""
+def sample_html(uid: str, row: dict, clips: list[Clip], anchor: str = "") -> str:
+    """One sentence: its text and a table of players with their scores (`anchor`: the section's id, default `uid`)."""
     meta = " · ".join(html.escape(str(row[k])) for k in ("language", "speaker", "gender") if row.get(k))
-    lines = [f'<section class="sample" id="{html.escape(uid)}">', f"<h3>{html.escape(uid)} <small>{meta}</small></h3>",
+    lines = [f'<section class="sample" id="{html.escape(anchor or uid)}">', f"<h3>{html.escape(uid)} <small>{meta}</small></h3>",
              f'<p class="text">{html.escape(str(row.get("text", "")))}</p>', "<table>",
              "<thead><tr><th>audio of</th><th>player</th><th>s</th><th>TTS judge heard</th><th>judge CER %</th>"
              "<th>SECS</th><th>MCD (dB)</th></tr></thead>", "<tbody>"]
@@ -349,6 +349,49 @@ def tts_section(directory: Path, n: int, notes: list[str]) -> tuple[str, list[st
     return "<h2>TTS samples</h2>\n" + intro + "\n" + "\n".join(parts), ids
 
 
+def vocoder_bench_dir(directory: Path, given: Path | None) -> Path | None:
+    """The `bench vocoder --wav-dir` folder the page plays: `given` (an error if it holds no vocoders.json), else a
+    recipe dir's `exp/vocoders` where a run wrote one, else none."""
+    from polyspeech_cli.vocoder.bench import VOCODERS_JSON
+
+    if given is not None:
+        if not (Path(given) / VOCODERS_JSON).is_file():
+            raise PolyspeechError(f"--vocoders {given}: no {VOCODERS_JSON} there (write one with `polyspeech bench vocoder "
+                                  f"--cuts CUTS --wav-dir {given}`)")
+        return Path(given)
+    found = Path(directory) / "exp" / "vocoders"
+    return found if (found / VOCODERS_JSON).is_file() else None
+
+
+def vocoder_section(wav_dir: Path, notes: list[str]) -> str:
+    """The vocoders side by side: the same real sentences, each clip's own mel through every vocoder of a
+    `bench vocoder` run (copy synthesis), with the clip's MCD and, where the bench had a judge, its transcript and CER."""
+    import json
+
+    from polyspeech_cli.vocoder.bench import VOCODERS_JSON
+
+    r = json.loads((wav_dir / VOCODERS_JSON).read_text(encoding="utf-8"))
+    parts = []
+    for row in r["per_clip"]:
+        clips = []
+        for name, file in row["wav"].items():
+            path = wav_dir / file
+            cer = (row.get("cer") or {}).get(name)
+            clips.append(Clip(name, path if path.is_file() else None, "its WAV is not on disk", heard=(row.get("heard") or {}).get(name),
+                              cer=None if cer is None else cer / 100, mcd=row["mcd"].get(name)))
+        missing = [c.source for c in clips if c.path is None]
+        if missing:
+            notes.append(f"{wav_dir}: {row['id']} has no audio of {', '.join(missing)}")
+        parts.append(sample_html(row["id"], row, clips, anchor=f"vocoders-{row['id']}"))
+    m = r["mel"]
+    judge = f" ({html.escape(str(r['judge']))})" if r.get("judge") else ": none in this bench run"
+    intro = (f"<p>The same {len(parts)} real sentence{'' if len(parts) == 1 else 's'} of <code>{html.escape(str(r['source']))}</code>, "
+             f"each clip's own log-mel ({m['sample_rate']} Hz, hop {m['hop_length']}, {m['n_mels']} bands) turned back into "
+             "a waveform by each vocoder (copy synthesis, <code>polyspeech bench vocoder</code>): what the vocoder alone "
+             f"costs, heard side by side. MCD (dB) against the original; the judge{judge}.</p>")
+    return "<h2>Vocoders side by side</h2>\n" + intro + "\n" + "\n".join(parts)
+
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 80em; margin: 2em auto; padding: 0 1em; line-height: 1.4; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; }
@@ -362,8 +405,9 @@ audio { height: 2.2em; }
 """
 
 
-def build_page(directory: Path, n: int = DEFAULT_UTTS) -> tuple[str, list[str], list[str]]:
-    """(the page's HTML, notes about what was left out, the TTS utterance ids shown)."""
+def build_page(directory: Path, n: int = DEFAULT_UTTS, vocoders: Path | None = None) -> tuple[str, list[str], list[str]]:
+    """(the page's HTML, notes about what was left out, the TTS utterance ids shown); `vocoders`: a `bench vocoder
+    --wav-dir` folder to play side by side (default: the recipe's exp/vocoders where there is one)."""
     if n < 0:
         raise PolyspeechError(f"--utts {n}: the number of TTS sentences must be >= 0")
     results = results_file(directory)
@@ -373,6 +417,9 @@ def build_page(directory: Path, n: int = DEFAULT_UTTS) -> tuple[str, list[str], 
     figures = "".join(f'\n<figure><img src="{data_uri(p)}" alt="{html.escape(p.name)}"><figcaption>{html.escape(p.name)}'
                       "</figcaption></figure>" for p in extra)
     samples, ids = tts_section(Path(directory), n, notes)
+    bench = vocoder_bench_dir(directory, vocoders)
+    if bench is not None:
+        samples += "\n" + vocoder_section(bench, notes)
     notes = list(dict.fromkeys(notes))  # one line per missing piece, however many samples lack it
     notes_html = ("<div class=\"notes\"><strong>Left out of this page:</strong><ul>" +
                   "".join(f"<li>{html.escape(x)}</li>" for x in notes) + "</ul></div>\n") if notes else ""
@@ -382,9 +429,9 @@ def build_page(directory: Path, n: int = DEFAULT_UTTS) -> tuple[str, list[str], 
     return page, notes, ids
 
 
-def write_report(directory: Path, out: Path | None = None, n: int = DEFAULT_UTTS) -> ReportPage:
+def write_report(directory: Path, out: Path | None = None, n: int = DEFAULT_UTTS, vocoders: Path | None = None) -> ReportPage:
     """Write the page (default: RESULTS.html beside RESULTS.md) atomically."""
-    page, notes, ids = build_page(Path(directory), n)
+    page, notes, ids = build_page(Path(directory), n, vocoders)
     out = Path(out) if out is not None else Path(directory) / "RESULTS.html"
     atomic_write_text(out, page)
     return ReportPage(out, notes, ids)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 from pathlib import Path
 
@@ -20,9 +21,13 @@ import torch
 
 from polyspeech_cli.errors import PolyspeechError
 
+VOCODERS_JSON = "vocoders.json"  # in a `bench vocoder --wav-dir` folder: the clips, their files and scores (`polyspeech report --vocoders`)
+
 
 def read_tsv_clips(tsv_dir: Path, num: int) -> list[dict]:
-    """The first `num` rows (by utt_id) of DIR/manifest.tsv: {"id", "path", "text", "language"}."""
+    """The first `num` rows (by utt_id) of DIR/manifest.tsv: {"id", "text", "language", "load"} (`load(rate)`: the samples)."""
+    from polyspeech_cli.audio import read_audio
+
     path = Path(tsv_dir) / "manifest.tsv"
     if not path.is_file():
         raise PolyspeechError(f"{path}: not found (pass --tsv a folder with manifest.tsv: utt_id, path, text columns)")
@@ -31,27 +36,47 @@ def read_tsv_clips(tsv_dir: Path, num: int) -> list[dict]:
     if not rows or "path" not in rows[0]:
         raise PolyspeechError(f"{path}: no rows with a 'path' column")
     rows.sort(key=lambda r: r.get("utt_id", ""))
-    return [{"id": r.get("utt_id") or Path(r["path"]).stem, "path": str(Path(tsv_dir) / r["path"]), "text": r.get("text") or "",
-             "language": r.get("language") or None} for r in rows[:num]]
+    return [{"id": r.get("utt_id") or Path(r["path"]).stem, "text": r.get("text") or "", "language": r.get("language") or None,
+             "load": lambda rate, audio=str(Path(tsv_dir) / r["path"]): read_audio(audio, "benchmark clip", sampling_rate=rate)[0]}
+            for r in rows[:num]]
 
 
-def bench_vocoders(tsv_dir: Path, num: int = 5, sources: list[str] | str = "universal", griffin_lim_iters: int = 32, judge: str | None = None,
-                   wav_dir: Path | None = None, threads: int = 1, log=print) -> dict:
-    """{"clips", "audio_s", "systems": {name: {"mcd_db", "rtf", ["cer"]}}, "markdown"}."""
-    import soundfile as sf
+def read_cut_clips(cuts_path: Path, num: int) -> list[dict]:
+    """`num` cuts of a cut set, one language after another (four clips of a multilingual test set show
+    four languages, as `polyspeech report` picks its TTS sentences), streaming: at most `num` per language held."""
+    from polyspeech_cli.audio import cut_audio
+    from polyspeech_cli.data.manifest import read_cuts
 
-    from polyspeech_cli.audio import read_audio
+    by_language: dict[str, list] = {}
+    for cut in read_cuts(cuts_path):
+        queue = by_language.setdefault(str(cut.supervisions[0].language if cut.supervisions else None), [])
+        if len(queue) < num:
+            queue.append(cut)
+    picked = [q[k] for k in range(num) for q in by_language.values() if k < len(q)][:num]
+    return [{"id": c.id, "text": c.supervisions[0].text if c.supervisions else "", "language": c.supervisions[0].language if c.supervisions else None,
+             "load": lambda rate, cut=c: cut_audio(cut, rate)} for c in picked]
+
+
+def wav_name(clip_id: str, system: str) -> str:
+    """The file a system's audio of a clip is written to: `<clip>_<system slug>.wav` (one per generator source)."""
+    return f"{clip_id}_{re.sub(r'[^A-Za-z0-9]+', '-', system).strip('-')}.wav"
+
+
+def bench_vocoders(clips: list[dict], source_name: str, sources: list[str] | str = "universal", griffin_lim_iters: int = 32,
+                   judge: str | None = None, wav_dir: Path | None = None, threads: int = 1, log=print) -> dict:
+    """`clips` (`read_tsv_clips`, `read_cut_clips`) from `source_name`: {"clips", "audio_s", "systems": {name: {"mcd_db",
+    "rtf", ["cer"]}}, "per_clip": [{"id", "text", "mcd": {name: dB}, ["heard", "cer"]}], "markdown"}; with `wav_dir`,
+    every system's audio of every clip and VOCODERS_JSON (the result with each clip's file names: what `report` plays)."""
     from polyspeech_cli.score.mcd import RATE as MCD_RATE, dtw_mcd, mel_cepstrum
     from polyspeech_cli.vocoder.mel import GriffinLim, MelConfig, wave_to_mel
-    from polyspeech_cli.vocoder.pretrained import load_generator, resolve_mel
-
-    from polyspeech_cli.vocoder.pretrained import check_mel
+    from polyspeech_cli.vocoder.pretrained import check_mel, load_generator, resolve_mel
 
     torch.set_num_threads(threads)
     sources = [sources] if isinstance(sources, str) else list(sources)
     cfg = resolve_mel(MelConfig(griffin_lim_iters=griffin_lim_iters), sources[0])
     gl = GriffinLim(cfg)
-    clips = read_tsv_clips(tsv_dir, num)
+    if not clips:
+        raise PolyspeechError(f"{source_name}: no clips to benchmark")
     systems = {f"griffin_lim ({griffin_lim_iters} it)": lambda m: gl(m)}
     for source in sources:
         gen, spec = load_generator(source)
@@ -63,7 +88,7 @@ def bench_vocoders(tsv_dir: Path, num: int = 5, sources: list[str] | str = "univ
     mcd = {s: [] for s in systems}
     audio_s = 0.0
     for c in clips:
-        wave, _ = read_audio(c["path"], "benchmark clip", sampling_rate=cfg.sample_rate)
+        wave = c["load"](cfg.sample_rate)
         audio_s += len(wave) / cfg.sample_rate
         waves["original"][c["id"]] = wave
         mel = torch.from_numpy(wave_to_mel(wave, cfg))
@@ -77,9 +102,11 @@ def bench_vocoders(tsv_dir: Path, num: int = 5, sources: list[str] | str = "univ
             waves[name][c["id"]] = out
             mcd[name].append(dtw_mcd(ref_mc, mel_cepstrum(out, cfg.sample_rate)))
         log(f"{c['id']}: {len(wave) / cfg.sample_rate:.2f} s, MCD " + ", ".join(f"{n}: {mcd[n][-1]:.2f} dB" for n in systems))
-    result: dict = {"tsv": str(tsv_dir), "clips": [c["id"] for c in clips], "audio_s": round(audio_s, 2), "threads": threads,
+    result: dict = {"source": str(source_name), "clips": [c["id"] for c in clips], "audio_s": round(audio_s, 2), "threads": threads,
                     "mel": {k: getattr(cfg, k) for k in ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_floor")},
-                    "mcd_rate": MCD_RATE, "systems": {"original": {}}}
+                    "mcd_rate": MCD_RATE, "systems": {"original": {}},
+                   "per_clip": [{"id": c["id"], "text": c["text"], "language": c["language"],
+                                 "mcd": {name: round(float(mcd[name][k]), 3) for name in systems}} for k, c in enumerate(clips)]}
     for name in systems:
         result["systems"][name] = {"mcd_db": round(float(np.mean(mcd[name])), 3), "rtf": round(secs[name] / audio_s, 4),
                                    "rtf_cpu": round(cpu[name] / audio_s, 4)}
@@ -95,18 +122,32 @@ def bench_vocoders(tsv_dir: Path, num: int = 5, sources: list[str] | str = "univ
             hyps = [normalize_text(j.transcribe(by_id[c["id"]], cfg.sample_rate, c["language"]), "asr") for c in clips]
             cer = count_errors(refs, hyps, "char").error_rate
             result["systems"].setdefault(name, {})["cer"] = round(100 * cer, 2)
+            for row, ref, hyp in zip(result["per_clip"], refs, hyps):
+                row.setdefault("heard", {})[name] = hyp
+                row.setdefault("cer", {})[name] = round(100 * count_errors([ref], [hyp], "char").error_rate, 2)
             log(f"{name}: judge CER {100 * cer:.1f}%")
     if wav_dir is not None:
-        Path(wav_dir).mkdir(parents=True, exist_ok=True)
-        for name, by_id in waves.items():
-            tag = name.split(" ")[0]
-            for cid, w in by_id.items():
-                sf.write(str(Path(wav_dir) / f"{cid}_{tag}.wav"), w, cfg.sample_rate)
+        write_wavs(result, waves, Path(wav_dir), cfg.sample_rate)
     import os
 
     result["load"] = round(os.getloadavg()[0], 2)
     result["markdown"] = markdown(result)
     return result
+
+
+def write_wavs(result: dict, waves: dict[str, dict[str, np.ndarray]], wav_dir: Path, rate: int) -> None:
+    """Each system's audio of each clip into `wav_dir`, then VOCODERS_JSON naming them (written last, atomically:
+    a folder whose JSON is there holds every file it names)."""
+    import soundfile as sf
+
+    from polyspeech_cli.fileio import atomic_write_text
+
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    for row in result["per_clip"]:
+        row["wav"] = {name: wav_name(row["id"], name) for name in waves}
+        for name, file in row["wav"].items():
+            sf.write(str(wav_dir / file), waves[name][row["id"]], rate)
+    atomic_write_text(wav_dir / VOCODERS_JSON, json.dumps(result, indent=1) + "\n")
 
 
 def markdown(r: dict) -> str:
@@ -119,7 +160,7 @@ def markdown(r: dict) -> str:
         lines.append(f"| {name} | {mcd} | {rtf} |" + (f" {s['cer']:.1f} |" if judged else ""))
     m = r["mel"]
     lines.append("")
-    lines.append(f"{len(r['clips'])} clips ({r['audio_s']:.1f} s) of `{r['tsv']}`, copy synthesis from each clip's own log-mel "
+    lines.append(f"{len(r['clips'])} clips ({r['audio_s']:.1f} s) of `{r['source']}`, copy synthesis from each clip's own log-mel "
                  f"({m['sample_rate']} Hz, hop {m['hop_length']}, {m['n_mels']} Slaney bands {m['fmin']:g}-{m['fmax']:g} Hz); "
                  f"MCD against the original (polyspeech_cli.score.mcd, at {r['mcd_rate']} Hz)"
                  + (f"; judge: {r['judge']}" if judged else "") + f"; load average during the run {r['load']:.1f} "
