@@ -332,7 +332,7 @@ if stage_on 8; then
     lane "$out/ours.log" run_ours
     wait_lanes
     tail -1 "$out/espnet.log"
-    python3 local/peer_table.py --peer-summary "$out/espnet/decode_test/summary.json" --ours-decode "$out/lm_asr/decode_asr_so_test" \
+    polyspeech peer-table --peer-summary "$out/espnet/decode_test/summary.json" --ours-decode "$out/lm_asr/decode_asr_so_test" \
       --ours-exp "$out/lm_asr" --ours-train-seconds "$out/lm_asr/train_seconds" --score-out "$out/lm_asr/score_jiwer.json" \
       --train-desc "speechocean762's 10 non-test speakers, $(($(wc -l < "$out/tsv/train/manifest.tsv") - 1)) utts" \
       --ours-desc "\`$peer_conf\`, $peer_steps steps$([ -z "$peer_speed_perturb" ] || echo ", speed-perturbed copies $peer_speed_perturb"), beam 4, CTC weight 0.8" \

@@ -123,3 +123,40 @@ def compare_sources(
     console.print(write_sources_page(SourcesPage(
         sources=sources.split(), score_dir=score_dir, data_dir=data_dir, out=out, title=title, line_note=line_note,
         judge_dir=judge_dir, judge=judge, mini_dir=mini_dir, mini_exp=mini_exp, header=header, sections=list(section or []), notes=notes)))
+
+
+@cli_command
+def peer_table(
+    peer_summary: Annotated[Path, typer.Option("--peer-summary", help="The ESPnet peer's decode_test/summary.json (its params, train_min, test_utts, CER, CER_nospace, WER).")],
+    ours_decode: Annotated[Path, typer.Option("--ours-decode", help="Our ASR decode dir (results.jsonl) of the same test speakers.")],
+    ours_exp: Annotated[Path, typer.Option("--ours-exp", help="Our LM exp dir: train_log.csv and model.safetensors (its parameters).")],
+    ours_train_seconds: Annotated[Path, typer.Option("--ours-train-seconds", help="File holding the seconds the whole `train lm` command took.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown section to write (`compare-sources --section` takes it).")],
+    train_desc: Annotated[str, typer.Option("--train-desc", help="The shared training data, in words (speakers, utterances).")] = "",
+    ours_desc: Annotated[str, typer.Option("--ours-desc", help="Our system, in words (config, steps, decode options).")] = "",
+    score_out: Annotated[Optional[Path], typer.Option("--score-out", help="JSON of our row's numbers (jiwer scores, minutes, steps, params).")] = None,
+) -> None:
+    """egs/real stage 8's table: the ESPnet peer vs our single-task ASR LM, both scored with jiwer on the same references."""
+    from polyspeech_cli.score.peer import PeerTable, write_peer_table
+
+    table = write_peer_table(PeerTable(peer_summary=peer_summary, ours_decode=ours_decode, ours_exp=ours_exp,
+                                       ours_train_seconds=ours_train_seconds, out=out, train_desc=train_desc,
+                                       ours_desc=ours_desc, score_out=score_out))
+    console.print(table, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}")
+
+
+@cli_command
+def dev_table(
+    task: Annotated[str, typer.Argument(help="asr or gid: which dev decode (decode_asr_so_dev / decode_gid_dev) and columns.")],
+    exp_dir: Annotated[Path, typer.Argument(help="The sweep's exp dir, one lm_<variant>/ per variant (scores.json, train_log.csv).")],
+    train_set: Annotated[str, typer.Argument(help="The sweep's --train-set, named in the heading.")],
+    steps: Annotated[str, typer.Argument(help="The sweep's step budget, named in the heading.")],
+    table: Annotated[Path, typer.Argument(help="Markdown file to write.")],
+    variants: Annotated[list[str], typer.Argument(help="Variants in table order (an unfinished one gets a `(not run)` row).")],
+) -> None:
+    """The table of an egs/real `local/dev_check.sh` sweep: each variant's dev scores and training log."""
+    from polyspeech_cli.score.dev_sweep import write_dev_table
+
+    console.print(write_dev_table(task, exp_dir, train_set, steps, table, variants), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {table}")

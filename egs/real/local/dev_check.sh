@@ -115,7 +115,7 @@ if [ "$table_only" != true ]; then
 fi
 
 if [ "$task" = gid ]; then
-  python3 local/dev_table.py gid "$exp_dir" "$train_set" "$steps" "$table" $variants
+  polyspeech dev-table gid "$exp_dir" "$train_set" "$steps" "$table" $variants
   exit 0
 fi
-python3 local/dev_table.py asr "$exp_dir" "$train_set" "$steps" "$table" $variants
+polyspeech dev-table asr "$exp_dir" "$train_set" "$steps" "$table" $variants
