@@ -68,6 +68,9 @@ def test_quick_recipe_end_to_end_then_skips(quick_recipe):
     assert sum(ln.startswith("| lm_") for ln in table.splitlines()) == 5  # the training-budget table
     assert "share of LM time" in table and "Rule: the multitask LM trains 20 steps" in table
     assert "## Reference: pooled-fbank logistic regression" in table  # the LID/GID linear floor
+    # The minutes of each stage behind the page (utils/recipe_lib.sh stage_times), and all of them at the end of the log
+    assert "Stage times of the runs behind this page" in table and "| 4 |" in table.split("Stage times of the runs")[1]
+    assert "Minutes per stage:" in first.stdout and "| all of these |" in first.stdout.split("Minutes per stage:")[1]
 
     # A re-run of the stages that make artefacts (0-5) skips them all: every model and decode stays as it
     # was (stage 6 only reads them and always rewrites its tables; the first run covered it).

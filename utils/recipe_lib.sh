@@ -4,7 +4,10 @@
 #   lane LOG_FILE CMD...    run CMD in the background (output in LOG_FILE) once fewer than $nj such
 #                           jobs run; in the foreground when nj = 1
 #   wait_lanes              wait for every lane job; exit 1 naming the logs if one failed
-#   stage_on N              true when stage N lies in --stage..--stop-stage
+#   stage_on N              true when stage N lies in --stage..--stop-stage; then notes the stage's start
+#                           in $exp_dir/stage_times.tsv
+#   stage_times [now]       markdown: minutes of the latest run of each stage (a stage ends where the next
+#                           one of the same invocation starts; with 'now', this invocation's last stage until now)
 #   stamp_fresh STAMP OPTIONS IN...
 #                           true when STAMP records this work: the same OPTIONS (a JSON value or a plain
 #                           string), inputs IN... unchanged since, its outputs present. The package's one
@@ -40,7 +43,24 @@ wait_lanes() {
   [ "$failed" = 0 ] || { log "a background job failed: see the logs named above"; exit 1; }
 }
 
-stage_on() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+_invocation="$$-$(date +%s)"
+stage_on() {
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  mkdir -p "${exp_dir:-exp}" && printf '%s\t%s\t%s\n' "$_invocation" "$1" "$(date +%s)" >> "${exp_dir:-exp}/stage_times.tsv"
+}
+
+stage_times() {
+  [ -f "${exp_dir:-exp}/stage_times.tsv" ] || return 0
+  awk -F'\t' -v id="$_invocation" -v now="$( [ "${1:-}" = now ] && date +%s)" '
+    { if ($1 in last) dur[last[$1]] = $3 - t[$1]; last[$1] = $2; t[$1] = $3 }
+    END { if (now != "" && id in last) dur[last[id]] = now - t[id]
+          n = 0; for (s in dur) { keys[n++] = s + 0 }
+          if (n == 0) exit
+          for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (keys[j] < keys[i]) { k = keys[i]; keys[i] = keys[j]; keys[j] = k }
+          printf "| stage | minutes |\n|---|---|\n"; total = 0
+          for (i = 0; i < n; i++) { printf "| %d | %.1f |\n", keys[i], dur[keys[i]] / 60; total += dur[keys[i]] }
+          printf "| all of these | %.1f |\n", total / 60 }' "${exp_dir:-exp}/stage_times.tsv"
+}
 
 stamp_of() { echo "$(dirname "$1")/.$(basename "$1").stamp.json"; }
 

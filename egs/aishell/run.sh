@@ -48,4 +48,5 @@ fi
 
 paper_stages
 
-log "Done (stages $stage..$stop_stage)."
+log "Done (stages $stage..$stop_stage). Minutes per stage:"
+stage_times now

@@ -64,4 +64,5 @@ if stage_on 8; then
     --lm-dir "$exp_dir/lm_multi" --lm-dir "$exp_dir/lm_multi_sset" --out "$exp_dir/input_sset/RESULTS.md"
 fi
 
-log "Done (stages $stage..$stop_stage)."
+log "Done (stages $stage..$stop_stage). Minutes per stage:"
+stage_times now

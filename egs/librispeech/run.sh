@@ -54,4 +54,5 @@ fi
 
 paper_stages
 
-log "Done (stages $stage..$stop_stage)."
+log "Done (stages $stage..$stop_stage). Minutes per stage:"
+stage_times now

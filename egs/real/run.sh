@@ -341,4 +341,5 @@ if stage_on 8; then
   fi
 fi
 
-log "Done (stages $stage..$stop_stage)."
+log "Done (stages $stage..$stop_stage). Minutes per stage:"
+stage_times now
