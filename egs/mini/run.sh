@@ -24,6 +24,9 @@ results=RESULTS.md    # the single-task vs multitask table (PNGs beside it)
 notes=""              # its closing notes (default: local/limits_budget<budget>.md where one exists, else local/limits.md)
 corpus_dir=corpus/synth
 conf=../../conf        # the YAML configs (tiny CPU ones by default)
+# The TTS back end's loss-waterfall rows (decode --oracle; resynth = tokens, always needed: the back-end
+# upper bound). Each row is a TTS decode, a judge transcription and SECS/MCD scoring: ~3 min on 2 cores.
+waterfall="mel features resynth books:2 books:4"
 . ../../utils/parse_options.sh
 
 . ../../utils/recipe_lib.sh  # log, lane, wait_lanes, stage_on, train_lm, decode_system, tts_judge
@@ -38,7 +41,6 @@ lm_steps=${lm_steps:-$(scaled_steps "$conf/lm_tiny.yaml")}
 asr_decode_opts=(--beam-size 4 --ctc-weight 0.8)
 tts_temperature=1.0
 kmeans_k=2048
-waterfall="mel features resynth books:2 books:4"  # the TTS back end's loss-waterfall rows (decode --oracle; resynth = tokens)
 if [ "$quick" = true ]; then
   waterfall="mel resynth"
   synth_opts+=(--train-utts "${train_utts:-12}" --dev-utts 2 --test-utts 4)  # 4: every test voice has a second utterance to prompt TTS with
