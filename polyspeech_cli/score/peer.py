@@ -10,6 +10,7 @@ CER with spaces counted, which `polyspeech score` never reports, is a direct jiw
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,13 +61,7 @@ def model_params(model: Path) -> int:
             shapes = [f.get_slice(k).get_shape() for k in f.keys() if k not in NOT_WEIGHTS]
     except Exception as e:  # not safetensors, truncated
         raise PolyspeechError(f"{model}: not a safetensors model file ({type(e).__name__}); retrain it with `polyspeech train lm`") from e
-    total = 0
-    for shape in shapes:
-        n = 1
-        for s in shape:
-            n *= s
-        total += n
-    return total
+    return sum(math.prod(shape) for shape in shapes)
 
 
 def read_peer(path: Path) -> dict:
