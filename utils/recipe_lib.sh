@@ -54,11 +54,10 @@ stage_times() {
   awk -F'\t' -v id="$_invocation" -v now="$( [ "${1:-}" = now ] && date +%s)" '
     { if ($1 in last) dur[last[$1]] = $3 - t[$1]; last[$1] = $2; t[$1] = $3 }
     END { if (now != "" && id in last) dur[last[id]] = now - t[id]
-          n = 0; for (s in dur) { keys[n++] = s + 0 }
-          if (n == 0) exit
-          for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (keys[j] < keys[i]) { k = keys[i]; keys[i] = keys[j]; keys[j] = k }
+          last_stage = -1; for (s in dur) if (s + 0 > last_stage) last_stage = s + 0
+          if (last_stage < 0) exit
           printf "| stage | minutes |\n|---|---|\n"; total = 0
-          for (i = 0; i < n; i++) { printf "| %d | %.1f |\n", keys[i], dur[keys[i]] / 60; total += dur[keys[i]] }
+          for (s = 0; s <= last_stage; s++) if (s in dur) { printf "| %d | %.1f |\n", s, dur[s] / 60; total += dur[s] }
           printf "| all of these | %.1f |\n", total / 60 }' "${exp_dir:-exp}/stage_times.tsv"
 }
 

@@ -23,6 +23,14 @@ def read_log(exp_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def train_rows(exp_dir: Path) -> list[dict]:
+    """The training rows of `<exp_dir>/train_log.csv`; a log without any yet is a one-line error."""
+    train = [r for r in read_log(exp_dir) if r["split"] == "train"]
+    if not train:
+        raise PolyspeechError(f"{Path(exp_dir) / 'train_log.csv'}: no training rows yet (train longer than log_every steps)")
+    return train
+
+
 def _x(row: dict) -> int:
     return int(row.get("task_steps") or row["step"])
 
@@ -36,10 +44,8 @@ def budget_table(exp_dirs: list[Path]) -> str:
     total = sum(seconds.values()) or 1.0
     for d in exp_dirs:
         rows = read_log(d)
-        train = [r for r in rows if r["split"] == "train"]
+        train = train_rows(d)
         kept = [r["value"] for r in rows if r["metric"] == "best_step"]
-        if not train:
-            raise PolyspeechError(f"{Path(d) / 'train_log.csv'}: no training rows yet (train longer than log_every steps)")
         last = {r["task"]: r for r in train}
         end = train[-1]
         per_task = ", ".join(f"{t} {_x(r)}" for t, r in sorted(last.items()))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from polyspeech_cli.errors import PolyspeechError, require_dir
 from polyspeech_cli.fileio import atomic_write_text
-from polyspeech_cli.lm.summary import read_log
+from polyspeech_cli.lm.summary import read_log, train_rows
 
 NAN = float("nan")
 SWEEP_FIX = "run `bash local/dev_check.sh` (without --table-only) for these variants first"
@@ -86,11 +86,7 @@ def dev_table(task: str, exp_dir: Path, train_set: str, steps: str, variants: li
             lines.append(f"| {v} | (not run) |" + " |" * blanks)
             continue
         s = _dev_scores(d, decode, fields)
-        rows = read_log(d)
-        train = [r for r in rows if r["split"] == "train"]
-        if not train:
-            raise PolyspeechError(f"{d / 'train_log.csv'}: no training rows (train longer than log_every steps; {SWEEP_FIX})")
-        lines.append(row(v, s, rows, train))
+        lines.append(row(v, s, read_log(d), train_rows(d)))
     return "\n".join(lines) + "\n"
 
 

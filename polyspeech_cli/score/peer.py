@@ -16,7 +16,7 @@ from pathlib import Path
 
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.fileio import atomic_write_text
-from polyspeech_cli.lm.summary import read_log
+from polyspeech_cli.lm.summary import train_rows
 from polyspeech_cli.score.asr import count_errors
 from polyspeech_cli.score.results import read_results
 
@@ -95,9 +95,7 @@ def ours_numbers(t: PeerTable) -> dict:
         wall = float(seconds.read_text(encoding="utf-8").split()[0])
     except (IndexError, ValueError):
         raise PolyspeechError(f"{seconds}: not a number of seconds; re-run egs/real stage 8 (it writes the file)") from None
-    train = [r for r in read_log(t.ours_exp) if r["split"] == "train"]
-    if not train:
-        raise PolyspeechError(f"{Path(t.ours_exp) / 'train_log.csv'}: no training rows yet (train longer than log_every steps)")
+    train = train_rows(t.ours_exp)
     ours.update(train_min=wall / 60, train_loop_min=float(train[-1]["elapsed_s"]) / 60, steps=int(train[-1]["step"]),
                 params=model_params(Path(t.ours_exp) / "model.safetensors"))
     return ours
