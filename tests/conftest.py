@@ -28,6 +28,13 @@ def run_flat(*args: object) -> CliResult:
     return CliResult(CliRunner().invoke(app, [str(a) for a in args]))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files marked `long_run` (the quick recipes, minutes each) first, the rest in file order: with
+    `--dist loadfile --no-loadscope-reorder` (pyproject addopts) each long file starts at once on its own
+    worker while the other worker works through the short ones, instead of one long file running last."""
+    items.sort(key=lambda item: item.get_closest_marker("long_run") is None)
+
+
 @pytest.fixture
 def run_cli():
     """Invoke the `polyspeech` CLI in-process; returns click's Result (exit_code, output)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -344,7 +346,7 @@ def test_sampling_filters():
 
 
 # ---- the CLI stage ----------------------------------------------------------------------------------
-def test_decode_all_tasks_follow_the_contract(system, run_cli):
+def test_decode_all_tasks_follow_the_contract(system, run_cli, monkeypatch):
     from polyspeech_cli.score.report import score_dirs
     from polyspeech_cli.score.results import read_results
 
@@ -368,8 +370,10 @@ def test_decode_all_tasks_follow_the_contract(system, run_cli):
         wave, sr = sf.read(row["wav"])
         assert sr == SR and len(wave) > 0 and Path(row["reference_wav"]).is_file() and row["prompt"] != row["id"]
     assert not list(exp.glob(".tmp.*"))
-    # A finished decode is not redone.
-    r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "3")
+    # A finished decode is not redone, and finding that out loads no model (a re-run recipe's decodes).
+    with monkeypatch.context() as m:
+        m.setattr(lm_io, "load_lm", lambda *a, **k: pytest.fail("a finished decode loaded its model"))
+        r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "3")
     assert r.exit_code == 0 and "nothing to do" in r.output
     # Changed options (or a rewritten checkpoint/cuts file) re-decode, saying what changed.
     r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "2")
@@ -609,3 +613,13 @@ def test_lean_decoder_refuses_a_llama_variant_it_does_not_implement():
                                        num_attention_heads=2, attention_bias=True))
     with pytest.raises(ValueError, match="attention_bias"):
         LeanDecoder(llm)
+
+
+def test_stage_modules_import_transformers_only_to_build_a_model():
+    """A re-run recipe starts one process per verb and most find their work done: the stage modules
+    leave `transformers` (its Llama module pulls in scikit-learn and torch._dynamo, ~3 s) to the code
+    that builds a model."""
+    stages = ("decode.run", "lm.train", "codec.train", "vocoder.train", "tokens.extract")
+    code = f"import sys; {'; '.join(f'import polyspeech_cli.{m}' for m in stages)}; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stdout + out.stderr

@@ -16,6 +16,8 @@ from lhotse import CutSet
 
 from conftest import REPO
 
+pytestmark = pytest.mark.long_run  # minutes: collected first (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def quick_recipe(tmp_path_factory) -> SimpleNamespace:

@@ -7,9 +7,13 @@ import json
 import shutil
 import subprocess
 
+import pytest
+
 from lhotse import CutSet
 
 from conftest import REPO
+
+pytestmark = pytest.mark.long_run  # minutes: collected first (tests/conftest.py)
 
 SOURCES = ("speechocean762_train", "fsdd", "magicdata_zh", "cathy", "ljspeech", "an4", "librispeech_gender", "synth")
 

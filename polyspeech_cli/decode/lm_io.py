@@ -49,9 +49,10 @@ class LoadedLM:
         return float(self.model.rates[TASKS.index(task)])
 
 
-def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
-    """Model, vocabulary and config of an LM exp dir; every missing piece is a one-line error."""
-    from polyspeech_cli.lm.checkpoint import default_model, load_model
+def checkpoint_path(exp_dir: Path, checkpoint: Path | None = None) -> Path:
+    """The checkpoint `load_lm` would load (EXP/model.safetensors, else the newest ckpt), without
+    loading it: enough for a decode's stamp check; every missing piece is a one-line error."""
+    from polyspeech_cli.lm.checkpoint import default_model
 
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
@@ -59,10 +60,19 @@ def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
     for name in ("config.yaml", "vocab.json"):
         if not (exp_dir / name).is_file():
             raise PolyspeechError(f"{exp_dir / name} is missing: {exp_dir} is not a trained LM exp dir (run `polyspeech train lm`)")
-    path = Path(checkpoint) if checkpoint else default_model(exp_dir)  # EXP/model.safetensors, else the newest ckpt
+    path = Path(checkpoint) if checkpoint else default_model(exp_dir)
     if path is None or not path.is_file():
         raise PolyspeechError(f"no LM checkpoint {'at ' + str(path) if path else 'in ' + str(exp_dir / 'ckpt')} "
                               "(train first, or pass --checkpoint)")
+    return path
+
+
+def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:
+    """Model, vocabulary and config of an LM exp dir; every missing piece is a one-line error."""
+    from polyspeech_cli.lm.checkpoint import load_model
+
+    exp_dir = Path(exp_dir)
+    path = checkpoint_path(exp_dir, checkpoint)
     try:
         model, vocab, cfg = load_model(exp_dir, path)
     except PolyspeechError:

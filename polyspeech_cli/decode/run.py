@@ -124,12 +124,11 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     exp_dir = Path(exp_dir)
     fix = "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts"
     cuts_path = require_file(Path(cuts_path), "cuts manifest", fix)
-    lm = lm_io.load_lm(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
-    lm.model.to(pick_device(device))
-    lm_io.require_task(lm, opts.task)
+    checkpoint = lm_io.checkpoint_path(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
     out = Path(out_root or exp_dir) / f"decode_{opts.task}_{opts.set_name}"
     # The stamp: options + the checkpoint and cuts files; any change re-decodes (and says what changed).
-    key = stamp_key(opts, [lm.checkpoint, cuts_path])
+    # Checked before the model is loaded, so finding the work done costs no model.
+    key = stamp_key(opts, [checkpoint, cuts_path])
     old = read_stamp(out / STAMP)
     if old is not None and not overwrite:
         if is_fresh(out / STAMP, key):
@@ -139,6 +138,9 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
         overwrite = True
     if out.exists() and old is None and not overwrite:
         raise PolyspeechError(f"{out} exists but was not written by a finished `polyspeech decode`: move it away or pass --overwrite")
+    lm = lm_io.load_lm(exp_dir, checkpoint)
+    lm.model.to(pick_device(device))
+    lm_io.require_task(lm, opts.task)
     all_cuts = read_cuts(cuts_path, fix=fix)  # lazy: every pass below re-reads the file
 
     def targets():

@@ -11,13 +11,20 @@ takes a long time to discover on its own (see the README for the measurements).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
 from polyspeech_cli.lm.tasks import ALIGNED_TASKS, CLASS_TASKS, TASKS
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig
+
+# `transformers` is imported where a model is built, not at module import: its Llama module pulls in
+# generation utilities, scikit-learn and torch._dynamo (~3 s), which a verb that only finds its work
+# already done (a re-run recipe: one process per verb) should not pay.
 
 
 @dataclass
@@ -64,6 +71,8 @@ class ModelConfig:
 
 def llama_config(cfg: ModelConfig, vocab_size: int, n_layers: int) -> LlamaConfig:
     """The decoder's (and the speech encoder's) Llama hyper-parameters."""
+    from transformers import LlamaConfig
+
     llama = LlamaConfig(
         vocab_size=vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
         num_hidden_layers=n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
@@ -102,6 +111,8 @@ class SpeechAdapter(nn.Module):
             self.proj = nn.Linear(c * (((feat_dim - 1) // 2 - 1) // 2), cfg.d_model)
         else:
             raise ValueError(f"unknown adapter {cfg.adapter!r} (stack or conv2d)")
+        from transformers import LlamaModel
+
         self.encoder = LlamaModel(llama_config(cfg, 1, cfg.encoder_layers)) if cfg.encoder_layers > 0 else None
 
     def out_len(self, n: int) -> int:
@@ -128,6 +139,8 @@ class PolySpeechLM(nn.Module):
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, feat_dim: int, n_text: int, text_offset: int) -> None:
         super().__init__()
+        from transformers import LlamaForCausalLM
+
         self.cfg, self.text_offset = cfg, text_offset
         self.llm = LlamaForCausalLM(llama_config(cfg, vocab_size, cfg.n_layers))
         if cfg.gradient_checkpointing:
