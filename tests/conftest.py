@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+# Two xdist workers share the machine's cores: one OpenMP thread each (and in every process they start,
+# the recipes' included), set before numpy or torch start their thread pools. With the default (a thread
+# per core in each process) the spinning threads of two processes slow both down many times over.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np
 import pytest

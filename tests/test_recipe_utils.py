@@ -52,3 +52,18 @@ def test_stage_times_keep_the_latest_run_of_each_stage(tmp_path):
     table = run_stages(1, 2, 3, now="now")
     rows = {ln.split(" | ")[0].strip("| "): float(ln.split(" | ")[1].strip(" |")) for ln in table.splitlines()[2:]}
     assert set(rows) == {"0", "1", "2", "all of these"} and rows["1"] >= 0.05 and rows["2"] >= 0.05
+
+
+LANES = 'nj={nj}\n. {utils}/recipe_lib.sh\nfor i in 1 2; do lane {tmp}/lane$i.log sh -c \'echo "$OMP_NUM_THREADS"\'; done\nwait_lanes\n'
+
+
+def test_lanes_share_the_cores(tmp_path):
+    """Background lanes each get cores / nj OpenMP threads (at least 1): torch's default, a thread per
+    core in every lane, oversubscribes the cores many times over."""
+    cores = int(subprocess.run(["getconf", "_NPROCESSORS_ONLN"], capture_output=True, text=True).stdout)
+    for nj in (2, 64):
+        script = tmp_path / "lanes.sh"
+        script.write_text(LANES.format(nj=nj, utils=REPO / "utils", tmp=tmp_path))
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "99"})
+        assert out.returncode == 0, out.stderr
+        assert [(tmp_path / f"lane{i}.log").read_text().strip() for i in (1, 2)] == [str(max(1, cores // nj))] * 2

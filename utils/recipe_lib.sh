@@ -2,7 +2,8 @@
 # Shell helpers shared by the recipes in egs/*/run.sh (source it after utils/parse_options.sh).
 #   log MESSAGE             a timestamped line naming the recipe line that logged it
 #   lane LOG_FILE CMD...    run CMD in the background (output in LOG_FILE) once fewer than $nj such
-#                           jobs run; in the foreground when nj = 1
+#                           jobs run, with OMP_NUM_THREADS = cores / $nj (at least 1); in the foreground
+#                           when nj = 1
 #   wait_lanes              wait for every lane job; exit 1 naming the logs if one failed
 #   stage_on N              true when stage N lies in --stage..--stop-stage; then notes the stage's start
 #                           in $exp_dir/stage_times.tsv
@@ -29,7 +30,11 @@ lane() {
     while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 1; done
     mkdir -p "$(dirname "$log_file")"
     log "  background: $* (log: $log_file)"
-    ( "$@" ) > "$log_file" 2>&1 &
+    # Each lane gets its share of the cores: torch's default (one OpenMP thread per core) in every lane
+    # oversubscribes them, and spinning OpenMP threads then make two lanes >10x slower than one (two SECS
+    # scorings side by side on 2 cores: 19.7 s with 1 thread each, over 200 s with the default 2).
+    local cores; cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+    ( export OMP_NUM_THREADS=$(( cores / nj > 1 ? cores / nj : 1 )); "$@" ) > "$log_file" 2>&1 &
     lane_pids+=($!)
   else
     "$@"
