@@ -145,7 +145,7 @@ scaled_steps() {
 # ---- The embedded recipes: egs/mini, egs/real -------------------------------------------------
 # They read the recipe's lm_opts (array: the options every LM trains with), lm_train_cuts, lm_dev_cuts,
 # tasks, exp_dir, test_cuts, tts_test_cuts (default $test_cuts), test_set (the decodes' --set-name;
-# empty: named after the cuts), asr_decode_opts (array) and tts_temperature.
+# empty: named after the cuts), asr_decode_opts and tts_decode_opts (arrays).
 #   train_lm NAME TASKS [options]   `polyspeech train lm` of $exp_dir/lm_NAME on these tasks (skips a finished run)
 #   tts_judge                       the ASR model with the lower dev error of lm_asr and lm_multi (chosen on
 #                                   dev, never on test): the one that transcribes all TTS audio
@@ -167,7 +167,7 @@ decode_system() {
       opts=(--task "$t" --exp-dir "$exp_dir/lm_$lm" ${test_set:+--set-name "$test_set"})
       case $t in
         asr) opts+=(--cuts "$test_cuts" "${asr_decode_opts[@]}") ;;
-        tts) opts+=(--cuts "${tts_test_cuts:-$test_cuts}" --temperature "$tts_temperature" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder") ;;
+        tts) opts+=(--cuts "${tts_test_cuts:-$test_cuts}" "${tts_decode_opts[@]}" --codec "$exp_dir/codec" --vocoder "$exp_dir/vocoder") ;;
         *) opts+=(--cuts "$test_cuts") ;;
       esac
       polyspeech decode "${opts[@]}"

@@ -50,12 +50,13 @@ lm_steps=${lm_steps:-$(scaled_steps "$lm_conf")}
 synth_opts=(--config "$top_conf/synth.yaml" --train-utts "$synth_utts" --dev-utts 4 --test-utts 8)
 # Decoding settings of egs/mini (chosen on its dev split); see README "egs/real" for the dev check here.
 asr_decode_opts=(--beam-size 4 --ctc-weight 0.8)
-tts_temperature=1.0
+tts_decode_opts=(--temperature 1.0)
 if [ "$quick" = true ]; then
   codec_opts=(--config "$top_conf/codec_tiny.yaml" --max-steps 20)
   vocoder_opts=(--config "$top_conf/vocoder_tiny.yaml" --max-steps 20)
   lm_steps=20
   asr_decode_opts=(--beam-size 1)  # models of 20 steps emit up to the length cap: greedy keeps the smoke test short
+  tts_decode_opts+=(--max-ratio 1.0)  # the same for TTS: at most the real length
   [ "$synth_utts" = 0 ] || synth_opts=(--config "$top_conf/synth.yaml" --train-utts 2 --dev-utts 1 --test-utts 2)
 fi
 tasks="asr tts lid gid"
