@@ -25,7 +25,7 @@ notes=""              # its closing notes (default: local/limits_budget<budget>.
 corpus_dir=corpus/synth
 conf=../../conf        # the YAML configs (tiny CPU ones by default)
 # The TTS back end's loss-waterfall rows (decode --oracle; resynth = tokens, always needed: the back-end
-# upper bound). Each row is a TTS decode, a judge transcription and SECS/MCD scoring: ~3 min on 2 cores.
+# upper bound). Each row is a TTS decode, a judge transcription and SECS/MCD scoring (stages 5 and 6).
 waterfall="mel features resynth books:2 books:4"
 . ../../utils/parse_options.sh
 

@@ -50,13 +50,9 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@_one_thread()
 def embed_files(paths: list[str]) -> dict[str, np.ndarray]:
     """L2-normalised speaker embedding of each audio file."""
-    with _one_thread():
-        return _embed_files(paths)
-
-
-def _embed_files(paths: list[str]) -> dict[str, np.ndarray]:
     model = None  # (encoder, preprocess, rate), loaded at the first file not seen before
     out = {}
     for p in dict.fromkeys(paths):
