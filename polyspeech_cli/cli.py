@@ -41,13 +41,14 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-train_app = typer.Typer(help="Train models: the SSET codec or the multitask LM.", no_args_is_help=True)
+train_app = typer.Typer(help="Train models: the SSET codec, the multitask LM, the speech decoder, the n-gram LM.", no_args_is_help=True)
 
 app.add_typer(prepare.app, name="prepare")
 app.command("extract-tokens")(tokens.extract_tokens)
 app.add_typer(train_app, name="train")
 train_app.command("codec")(codec.train_codec)
 train_app.command("lm")(lm.train_lm)
+train_app.command("ngram")(lm.train_ngram)
 train_app.command("vocoder")(vocoder.train_vocoder)
 app.command("codec-eval")(codec.codec_eval)
 app.command("vocoder-eval")(vocoder.vocoder_eval)

@@ -28,16 +28,16 @@ def cuts_path(tmp_path_factory) -> Path:
     return root / "cuts.jsonl.gz"
 
 
-@pytest.mark.parametrize(("task", "adapter", "encoder_layers"), [
-    ("asr", "stack", 0), ("tts", "stack", 0), ("lid", "stack", 0),
-    # the conv2d adapter + a bidirectional speech encoder (CTC on the encoder's states)
-    ("asr", "conv2d", 2), ("lid", "conv2d", 2),
+@pytest.mark.parametrize(("task", "adapter", "encoder_layers", "stack"), [
+    ("asr", "stack", 0, 4), ("tts", "stack", 0, 4), ("lid", "stack", 0, 4),
+    # the conv2d adapter (4x and 8x) + a bidirectional speech encoder (CTC on the encoder's states)
+    ("asr", "conv2d", 2, 4), ("lid", "conv2d", 2, 4), ("asr", "conv2d", 2, 8),
 ])
-def test_counted_flops_match_torchs_flop_counter(cuts_path, tmp_path, task, adapter, encoder_layers):
+def test_counted_flops_match_torchs_flop_counter(cuts_path, tmp_path, task, adapter, encoder_layers, stack):
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = tiny_cfg()
-    cfg.model.adapter, cfg.model.encoder_layers = adapter, encoder_layers
+    cfg.model.adapter, cfg.model.encoder_layers, cfg.model.stack = adapter, encoder_layers, stack
     cuts = CutSet.from_file(cuts_path)
     texts = [c.supervisions[0].text for c in cuts]
     vocab = build_vocab(texts, {c.supervisions[0].language for c in cuts}, VocabConfig(), tmp_path, "kmeans", 16, 1)

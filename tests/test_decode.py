@@ -346,6 +346,49 @@ def test_sampling_filters():
 
 
 # ---- the CLI stage ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("seen", ["o", "u"])
+def test_ngram_fusion_decides_what_the_acoustics_leave_open(system, random_lm, seen):
+    """CTC is sure of "g" and torn between "o" and "u": the n-gram of texts that say "g<seen>" decides."""
+    from polyspeech_cli.decode.ctc_prefix import joint_beam_nbest
+    from polyspeech_cli.decode.lm_fusion import NgramFusion
+    from polyspeech_cli.lm.ngram import CharNgram
+
+    lm, items = random_lm, _items(system, n=2)
+    batch = lm_io.build_batch(lm, "asr", items)
+    lo, hi = output_range(lm.vocab, "asr")
+    eos, off = lm.vocab.eos, lm_io.ctc_class_offset(lm)
+    g, o, u = (lm.vocab.encode_text(c)[0] - off + 1 for c in "gou")
+    x = torch.full((2, 6, lm_io.ctc_logprobs(lm, batch)[0].shape[-1]), -30.0)
+    for t, cls in enumerate([0, g, 0, o, 0, 0]):
+        x[:, t, cls] = 0.0
+    x[:, 3, u] = 0.0  # frame 3: "o" or "u", equally likely
+    text_lm = NgramFusion(CharNgram([f"g{seen}"] * 5, 3), lm.vocab)
+
+    def best(**fusion) -> list[str]:
+        nbest = joint_beam_nbest(lm_io.Session(lm, batch), x.log_softmax(-1), torch.tensor([6, 6]), off, [4, 4], lo, hi, eos, 3, 0.9,
+                                 pre_beam=hi - lo, **fusion)
+        return [lm.vocab.decode_text(max(row, key=lambda h: h.logp).tokens) for row in nbest]
+
+    assert best(lm=text_lm, lm_weight=1.0) == [f"g{seen}"] * 2
+    assert all(h in ("go", "gu") for h in best())  # without it: the CTC's two readings only
+
+
+def test_decode_with_an_ngram(system, run_cli, tmp_path):
+    exp, cuts = system["exp"], system["cuts"]
+    ngram = tmp_path / "ngram.json"
+    assert run_cli("train", "ngram", "--train-cuts", cuts, "--out", ngram).exit_code == 0
+    joint = ["--task", "asr", "--exp-dir", exp, "--cuts", cuts, "--beam-size", "3", "--ctc-weight", "0.5"]
+    r = run_cli("decode", *joint, "--set-name", "ngram", "--ngram", ngram, "--lm-weight", "0.5")
+    assert r.exit_code == 0, r.output
+    stamp = json.loads((exp / "decode_asr_ngram" / "decode.json").read_text())["key"]
+    assert stamp["options"]["lm_weight"] == 0.5 and any(i["path"] == str(ngram.resolve()) for i in stamp["inputs"])
+    # Bad combinations and a missing file: one line, nothing written.
+    for extra, message in ((["--lm-weight", "0.5"], "--ngram FILE and --lm-weight"), (["--ngram", ngram], "--ngram FILE and --lm-weight"),
+                           (["--ngram", tmp_path / "none.json", "--lm-weight", "0.5"], "none.json")):
+        r = run_cli("decode", *joint, "--set-name", "bad", *extra)
+        assert r.exit_code == 1 and message in r.output and not (exp / "decode_asr_bad").exists(), r.output
+
+
 def test_decode_all_tasks_follow_the_contract(system, run_cli, monkeypatch):
     from polyspeech_cli.score.report import score_dirs
     from polyspeech_cli.score.results import read_results

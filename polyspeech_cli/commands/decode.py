@@ -37,6 +37,8 @@ def decode(
     length_penalty: float = typer.Option(0.0, help="ASR beam: rank finished hypotheses by logp / (length+1)^penalty."),
     ctc_weight: float = typer.Option(0.0, help="ASR beam: joint CTC/attention weight, CTC prefix scores from the LM's CTC head (ESPnet's ctc_weight)."),
     max_len_ratio: float = typer.Option(2.0, help="ASR: max output length, x the expected one (training rate x input length)."),
+    ngram: Path | None = typer.Option(None, help="ASR joint beam: a character n-gram LM (`polyspeech train ngram`) fused into the score."),
+    lm_weight: float = typer.Option(0.0, help="ASR: weight of the --ngram log probability (ESPnet's lm_weight; 0 = off)."),
     checkpoint: Path | None = typer.Option(None, help="LM checkpoint (default: the newest in EXP/ckpt)."),
     prompt: Path | None = typer.Option(None, help="TTS: one speaker prompt for every utterance (default: another utterance of the same speaker)."),
     codec: Path | None = _CODEC,
@@ -59,7 +61,8 @@ def decode(
 
     _threads(threads)
     opts = DecodeOptions(task=task, set_name=set_name, batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty,
-                         ctc_weight=ctc_weight, max_len_ratio=max_len_ratio, checkpoint=str(checkpoint) if checkpoint else None,
+                         ctc_weight=ctc_weight, max_len_ratio=max_len_ratio, ngram=str(ngram) if ngram else None, lm_weight=lm_weight,
+                         checkpoint=str(checkpoint) if checkpoint else None,
                          tts=TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed),
                          prompt=str(prompt) if prompt else None, codec=str(codec) if codec else None,
                          vocoder=str(vocoder) if vocoder else None, oracle=oracle or ("tokens" if oracle_tokens else None))

@@ -123,3 +123,16 @@ def bench_all(
     task_list = [t.strip() for t in tasks.split(",")] if tasks else None
     run(train_cuts, cuts, out_dir, config, codec_config, exp_dir, codec, vocoder, train_steps, task_list, log=console.print)
     typer.echo((out_dir / "bench.md").read_text(encoding="utf-8"))
+
+
+@cli_command
+def train_ngram(
+    train_cuts: Path = typer.Option(..., "--train-cuts", help="Cuts whose transcripts the n-gram learns (the ASR training cuts)."),
+    out: Path = typer.Option(..., "--out", help="Output: the n-gram file (e.g. exp/ngram/ngram.json) and OUT.done, its stamp."),
+    order: int = typer.Option(6, "--order", help="n: characters of history + 1 (6 was best on egs/mini's dev split)."),
+) -> None:
+    """Train a character n-gram LM on the training transcripts, for `decode --ngram OUT --lm-weight W`
+    (ESPnet's shallow fusion of an external LM into joint CTC/attention beam search)."""
+    from polyspeech_cli.lm.ngram import train_ngram as run
+
+    run(train_cuts, out, order, log=console.print)

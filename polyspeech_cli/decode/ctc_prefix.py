@@ -9,6 +9,7 @@ attention candidates of each hypothesis get the (costlier) CTC score, as in ESPn
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
@@ -64,9 +65,20 @@ def pad_logprobs(logp: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     return x
 
 
+class TextLM(Protocol):
+    """An external text LM for shallow fusion (`decode.lm_fusion.NgramFusion`): log P of each text
+    token (vocabulary order) after a hypothesis' tokens, and of the sentence ending there."""
+
+    def next_logp(self, tokens: list[int]) -> torch.Tensor: ...
+
+    def logp_end(self, tokens: list[int]) -> float: ...
+
+
 def joint_beam_nbest(session, ctc_logp: torch.Tensor, ctc_lens: torch.Tensor, text_offset: int, max_new: list[int], lo: int, hi: int,
-                     eos: int, beam: int, weight: float, pre_beam: int | None = None) -> list[list[Hyp]]:
-    """Like `search.beam_nbest`, ranking by the joint score; Hyp.logp holds the joint score."""
+                     eos: int, beam: int, weight: float, pre_beam: int | None = None, lm: TextLM | None = None,
+                     lm_weight: float = 0.0) -> list[list[Hyp]]:
+    """Like `search.beam_nbest`, ranking by the joint score; Hyp.logp holds the joint score. With
+    `lm`, ESPnet's shallow fusion: the score adds `lm_weight` x the text LM's log probability."""
     logp_att = restrict(session.prefill(), lo, hi, eos).log_softmax(-1)
     b, v = logp_att.shape
     k = beam
@@ -78,14 +90,19 @@ def joint_beam_nbest(session, ctc_logp: torch.Tensor, ctc_lens: torch.Tensor, te
     session.select(torch.arange(b).repeat_interleave(k))
     logp_att = logp_att.repeat_interleave(k, 0)
     att = torch.zeros(b * k)
+    fused = torch.zeros(b * k)  # lm_weight x the text LM's log P of each running hypothesis
     alive_mask = torch.zeros(b, k, dtype=torch.bool)
     alive_mask[:, 0] = True
     seqs: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(b)]
     finished: list[list[Hyp]] = [[] for _ in range(b)]
     done = [m <= 0 for m in max_new]
     for t in range(max(max_new, default=0)):
-        # Candidates: the pre-beam best text tokens of each row (+ eos), CTC-scored.
+        # Candidates: the pre-beam best text tokens of each row by attention (+ eos), CTC-scored. (A
+        # pre-beam by attention + text LM, as ESPnet's, was worse on the egs/mini dev split: README, "Decoding".)
         cand_tok = logp_att[:, lo:hi].topk(p, dim=-1).indices + lo  # (b*k, p)
+        if lm is not None and lm_weight:
+            hyps = [seqs[r // k][r % k] for r in range(b * k)]
+            lm_next = lm_weight * torch.stack([lm.next_logp(h) for h in hyps])  # (b*k, hi - lo)
         rows = torch.arange(b * k).repeat_interleave(p)
         cls = cand_tok - text_offset + 1  # text id -> CTC class
         xc = x.gather(2, cls[:, None, :].expand(-1, x.shape[1], -1)).transpose(1, 2).reshape(b * k * p, -1)
@@ -96,6 +113,12 @@ def joint_beam_nbest(session, ctc_logp: torch.Tensor, ctc_lens: torch.Tensor, te
         eos_ctc = scorer.final(state)
         eos_att = att + logp_att[:, eos]
         eos_joint = (1 - weight) * eos_att + weight * eos_ctc
+        if lm is not None and lm_weight:
+            cand_lm = fused[:, None] + lm_next.gather(1, cand_tok - lo)
+            joint = joint + cand_lm
+            eos_joint = eos_joint + fused + lm_weight * torch.tensor([lm.logp_end(h) for h in hyps])
+        else:
+            cand_lm = fused[:, None].expand(-1, p)
         joint = torch.where(alive_mask.view(-1, 1), joint, torch.full_like(joint, NEG))
         eos_joint = torch.where(alive_mask.view(-1), eos_joint, torch.full_like(eos_joint, NEG))
         # Per utterance: candidates (row, slot) with slot p = eos, best first.
@@ -135,7 +158,7 @@ def joint_beam_nbest(session, ctc_logp: torch.Tensor, ctc_lens: torch.Tensor, te
         toks = cand_tok[idx, slot]
         flat = idx * p + slot
         seqs = [[seqs[u][int(idx[u * k + j]) - u * k] + [int(toks[u * k + j])] for j in range(k)] for u in range(b)]
-        att = cand_att[idx, slot]
+        att, fused = cand_att[idx, slot], cand_lm[idx, slot]
         state, last = new_state[flat], toks - text_offset + 1
         alive_mask = new_alive
         session.select(idx)

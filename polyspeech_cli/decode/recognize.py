@@ -8,7 +8,7 @@ import math
 import torch
 
 from polyspeech_cli.decode import lm_io
-from polyspeech_cli.decode.ctc_prefix import joint_beam_nbest
+from polyspeech_cli.decode.ctc_prefix import TextLM, joint_beam_nbest
 from polyspeech_cli.decode.search import beam_search, class_posterior, greedy
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.lm.tasks import class_labels, output_range
@@ -20,13 +20,17 @@ def asr_max_new(lm: lm_io.LoadedLM, n_in: int, ratio: float) -> int:
 
 
 def transcribe_ids(lm: lm_io.LoadedLM, items: list[dict], beam_size: int = 1, length_penalty: float = 0.0,
-                   max_len_ratio: float = 2.0, use_cache: bool = True, ctc_weight: float = 0.0) -> list[list[int]]:
-    """Text ids of a batch of items: greedy (beam 1), beam search, or joint CTC/attention beam search."""
+                   max_len_ratio: float = 2.0, use_cache: bool = True, ctc_weight: float = 0.0, text_lm: TextLM | None = None,
+                   lm_weight: float = 0.0) -> list[list[int]]:
+    """Text ids of a batch of items: greedy (beam 1), beam search, or joint CTC/attention beam search
+    (with `text_lm`: shallow fusion of an external text LM, weight `lm_weight`)."""
     batch = lm_io.build_batch(lm, "asr", items)
     max_new = [asr_max_new(lm, n, max_len_ratio) for n in batch["n_in"]]
     lo, hi = output_range(lm.vocab, "asr")
     eos = lm.vocab.eos
     session = lm_io.Session(lm, batch, use_cache)
+    if text_lm is not None and lm_weight and (beam_size <= 1 or ctc_weight <= 0):
+        raise PolyspeechError("--lm-weight fuses the n-gram into joint CTC/attention beam search: give --beam-size > 1 and --ctc-weight > 0")
     if beam_size <= 1:
         return greedy(session, max_new, lo, hi, eos)
     if ctc_weight <= 0:
@@ -34,14 +38,16 @@ def transcribe_ids(lm: lm_io.LoadedLM, items: list[dict], beam_size: int = 1, le
     ctc = lm_io.ctc_logprobs(lm, batch)
     if ctc is None:
         raise PolyspeechError(f"--ctc-weight needs an LM with a CTC head on speech features; {lm.exp_dir} has none (use --ctc-weight 0)")
-    nbest = joint_beam_nbest(session, *ctc, lm_io.ctc_class_offset(lm), max_new, lo, hi, eos, beam_size, ctc_weight)
+    nbest = joint_beam_nbest(session, *ctc, lm_io.ctc_class_offset(lm), max_new, lo, hi, eos, beam_size, ctc_weight,
+                             lm=text_lm, lm_weight=lm_weight)
     return [max(f, key=lambda h: h.score(length_penalty)).tokens if f else [] for f in nbest]
 
 
 def transcribe_items(lm: lm_io.LoadedLM, items: list[dict], beam_size: int = 1, length_penalty: float = 0.0,
-                     max_len_ratio: float = 2.0, use_cache: bool = True, ctc_weight: float = 0.0) -> list[str]:
+                     max_len_ratio: float = 2.0, use_cache: bool = True, ctc_weight: float = 0.0, text_lm: TextLM | None = None,
+                     lm_weight: float = 0.0) -> list[str]:
     """ASR transcripts of a batch of items (see `transcribe_ids`)."""
-    ids = transcribe_ids(lm, items, beam_size, length_penalty, max_len_ratio, use_cache, ctc_weight)
+    ids = transcribe_ids(lm, items, beam_size, length_penalty, max_len_ratio, use_cache, ctc_weight, text_lm, lm_weight)
     return [lm_io.decode_text(lm, i) for i in ids]
 
 

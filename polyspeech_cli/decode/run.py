@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from polyspeech_cli.decode import lm_io
+from polyspeech_cli.decode.lm_fusion import NgramFusion
 from polyspeech_cli.decode.recognize import classify_items, transcribe_items
+from polyspeech_cli.lm.ngram import CharNgram
 from polyspeech_cli.lm.tasks import LABEL_NAMES, check_task, reference, supervision
 from polyspeech_cli.decode.tts import (
     Oracle,
@@ -48,6 +50,8 @@ class DecodeOptions:
     length_penalty: float = 0.0
     ctc_weight: float = 0.0  # ASR beam: joint CTC/attention decoding weight (CTC prefix scores; 0 = attention only)
     max_len_ratio: float = 2.0  # ASR: at most this x the expected text length (training rate x speech positions)
+    ngram: str | None = None  # ASR joint beam: a character n-gram (`train ngram`) fused with weight lm_weight
+    lm_weight: float = 0.0
     checkpoint: str | None = None
     tts: TTSOptions = field(default_factory=TTSOptions)
     prompt: str | None = None
@@ -118,6 +122,9 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
         raise PolyspeechError("--batch-size and --beam-size must be >= 1")
     if not 0.0 <= opts.ctc_weight <= 1.0 or (opts.ctc_weight > 0 and opts.beam_size < 2):
         raise PolyspeechError("--ctc-weight must be in [0, 1] and needs --beam-size >= 2 (joint CTC/attention beam search)")
+    if (opts.ngram is None) != (opts.lm_weight == 0) or opts.lm_weight < 0 or (opts.ngram and (opts.task != "asr" or opts.ctc_weight <= 0)):
+        raise PolyspeechError("--ngram FILE and --lm-weight W > 0 go together, for --task asr with --ctc-weight > 0 and --beam-size >= 2")
+    ngram_path = require_file(Path(opts.ngram), "n-gram LM", "train it with `polyspeech train ngram`") if opts.ngram else None
     oracle = Oracle.parse(opts.oracle) if opts.oracle else None
     if oracle is not None and opts.task != "tts":
         raise PolyspeechError("--oracle is for --task tts (the back end fed the cuts' own tokens, features or mel)")
@@ -126,9 +133,9 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     cuts_path = require_file(Path(cuts_path), "cuts manifest", fix)
     checkpoint = lm_io.checkpoint_path(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
     out = Path(out_root or exp_dir) / f"decode_{opts.task}_{opts.set_name}"
-    # The stamp: options + the checkpoint and cuts files; any change re-decodes (and says what changed).
+    # The stamp: options + the checkpoint, cuts (and n-gram) files; any change re-decodes (and says what changed).
     # Checked before the model is loaded, so finding the work done costs no model.
-    key = stamp_key(opts, [checkpoint, cuts_path])
+    key = stamp_key(opts, [checkpoint, cuts_path] + ([ngram_path] if ngram_path else []))
     old = read_stamp(out / STAMP)
     if old is not None and not overwrite:
         if is_fresh(out / STAMP, key):
@@ -140,6 +147,7 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
         raise PolyspeechError(f"{out} exists but was not written by a finished `polyspeech decode`: move it away or pass --overwrite")
     lm = lm_io.load_lm(exp_dir, checkpoint)
     lm.model.to(pick_device(device))
+    text_lm = NgramFusion(CharNgram.load(ngram_path), lm.vocab) if ngram_path else None
     lm_io.require_task(lm, opts.task)
     all_cuts = read_cuts(cuts_path, fix=fix)  # lazy: every pass below re-reads the file
 
@@ -180,7 +188,7 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
                                       f"(pass cuts from `polyspeech extract-tokens --type {lm.cfg.data.speech_tokens}`)")
 
     with atomic_dir(out) as tmp:
-        num = _run(lm, opts, targets(), n, tmp, out, backend, table, fixed_prompt, progress, oracle)
+        num = _run(lm, opts, targets(), n, tmp, out, backend, table, fixed_prompt, progress, oracle, text_lm)
         write_stamp(tmp / STAMP, key, num_utts=num)
     log(f"decoded {num} utterances ({opts.task}) -> {out}")
     return out
@@ -200,7 +208,7 @@ def windows(cuts, size: int = WINDOW_CUTS):
 
 
 def _run(lm, opts: DecodeOptions, cuts, total: int, tmp: Path, out: Path, backend, prompts: PromptTable | None, fixed_prompt,
-         progress: bool, oracle: Oracle | None = None) -> int:
+         progress: bool, oracle: Oracle | None = None, text_lm: NgramFusion | None = None) -> int:
     """Decode `cuts` (an iterable, streamed window by window) into `tmp`; returns the number of utterances."""
     import soundfile as sf
 
@@ -219,7 +227,8 @@ def _run(lm, opts: DecodeOptions, cuts, total: int, tmp: Path, out: Path, backen
                 chunk = order[i : i + opts.batch_size]
                 items = [lm_io.cut_item(lm, opts.task, c) for c in chunk]
                 if opts.task == "asr":
-                    hyps = transcribe_items(lm, items, opts.beam_size, opts.length_penalty, opts.max_len_ratio, ctc_weight=opts.ctc_weight)
+                    hyps = transcribe_items(lm, items, opts.beam_size, opts.length_penalty, opts.max_len_ratio, ctc_weight=opts.ctc_weight,
+                                            text_lm=text_lm, lm_weight=opts.lm_weight)
                     for c, h in zip(chunk, hyps):
                         rows.append({"id": c.id, "task": "asr", "ref": supervision(c).text, "hyp": h, "language": supervision(c).language})
                 elif opts.task in ("lid", "gid"):

@@ -40,8 +40,8 @@ class ModelConfig:
     max_positions: int = 4096
     rope_theta: float = 10000.0
     tie_embeddings: bool = True
-    adapter: str = "stack"  # stack: concatenate `stack` frames + MLP; conv2d: 2 strided convs (4x)
-    stack: int = 4
+    adapter: str = "stack"  # stack: concatenate `stack` frames + MLP; conv2d: strided 3x3 convs
+    stack: int = 4  # feature frames per speech position; conv2d: 2, 4 or 8 (1, 2 or 3 stride-2 convs)
     # Speech encoder: this many bidirectional Transformer layers over the adapter's output (as the
     # paper's HuBERT input is a bidirectional encoder's); the auxiliary CTC head then reads the
     # encoder's states instead of the decoder's causal ones. 0 = the adapter feeds the decoder directly.
@@ -96,8 +96,8 @@ def full_attention_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 class SpeechAdapter(nn.Module):
-    """Continuous frames (B, T, D) -> (B, T', d_model) with T' = T // 4 (conv2d) or T // stack,
-    then (with `encoder_layers`) a bidirectional Transformer encoder over the T' positions."""
+    """Continuous frames (B, T, D) -> (B, T', d_model) with T' ~ T // stack, then (with
+    `encoder_layers`) a bidirectional Transformer encoder over the T' positions."""
 
     def __init__(self, feat_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
@@ -105,10 +105,16 @@ class SpeechAdapter(nn.Module):
         if cfg.adapter == "stack":
             self.proj = nn.Sequential(nn.Linear(feat_dim * cfg.stack, cfg.d_model), nn.GELU(), nn.Linear(cfg.d_model, cfg.d_model))
         elif cfg.adapter == "conv2d":
-            # ESPnet's Conv2dSubsampling: two 3x3 stride-2 convolutions over (time, frequency).
-            c = cfg.d_model // 4
-            self.conv = nn.Sequential(nn.Conv2d(1, c, 3, 2), nn.GELU(), nn.Conv2d(c, c, 3, 2), nn.GELU())
-            self.proj = nn.Linear(c * (((feat_dim - 1) // 2 - 1) // 2), cfg.d_model)
+            # ESPnet's Conv2dSubsampling (4x; Conv2dSubsampling8 for 8x): 3x3 stride-2 convolutions
+            # over (time, frequency), one per halving of the frame rate.
+            if cfg.stack not in (2, 4, 8):
+                raise ValueError(f"conv2d adapter: stack must be 2, 4 or 8 (got {cfg.stack})")
+            c, layers, f = cfg.d_model // 4, [], feat_dim
+            for i in range(cfg.stack.bit_length() - 1):
+                layers += [nn.Conv2d(1 if i == 0 else c, c, 3, 2), nn.GELU()]
+                f = (f - 1) // 2
+            self.conv = nn.Sequential(*layers)
+            self.proj = nn.Linear(c * f, cfg.d_model)
         else:
             raise ValueError(f"unknown adapter {cfg.adapter!r} (stack or conv2d)")
         from transformers import LlamaModel
@@ -116,7 +122,11 @@ class SpeechAdapter(nn.Module):
         self.encoder = LlamaModel(llama_config(cfg, 1, cfg.encoder_layers)) if cfg.encoder_layers > 0 else None
 
     def out_len(self, n: int) -> int:
-        return n // self.stack if self.kind == "stack" else ((n - 1) // 2 - 1) // 2
+        if self.kind == "stack":
+            return n // self.stack
+        for _ in range(self.stack.bit_length() - 1):  # each 3x3 stride-2 conv without padding
+            n = (n - 1) // 2
+        return n
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
         """`lens`: (B,) valid positions of each row after subsampling (the encoder's padding mask)."""
