@@ -39,10 +39,11 @@ from polyspeech_cli.fileio import atomic_path
 from polyspeech_cli.lm.tasks import GENDERS, LABEL_NAMES, TASKS, check_task, reference, supervision
 from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
 
-# ASR decoding: the settings egs/mini chose on its dev set (beam 4, joint CTC/attention weight 0.8);
-# the CTC part only where the model has a CTC head.
-ASR_BEAM_SIZE = 4
+# ASR decoding: the settings egs/mini chose on its dev set (beam 4, joint CTC/attention weight 0.8;
+# with an n-gram, beam 8 and its weight 0.3); the CTC part only where the model has a CTC head.
+ASR_BEAM_SIZE, ASR_BEAM_SIZE_NGRAM = 4, 8
 ASR_CTC_WEIGHT = 0.8
+ASR_LM_WEIGHT = 0.3
 FBANK_TYPES = ("fbank", "kaldi-fbank")  # both are Lhotse's Kaldi-compatible Fbank (extract-tokens --type fbank)
 RESULTS_FILES = ("RESULTS.md", "scores.json", "RESULTS_confusion.png")
 
@@ -57,6 +58,8 @@ class EvaluateOptions:
     codec: Path | None = None  # TTS / token-input LMs: default EXP/../codec
     vocoder: Path | None = None  # TTS: default EXP/../vocoder
     asr_judge: Path | str | None = None  # an ASR LM exp dir, or whisper:DIR, that transcribes the synthesized audio (TTS CER)
+    ngram: Path | None = None  # ASR: a character n-gram (`train ngram`) fused at `lm_weight` (decode --ngram)
+    lm_weight: float = ASR_LM_WEIGHT
 
 
 @dataclass
@@ -92,6 +95,8 @@ class Plan:
     vocoder: Path | None = None
     judge: lm_io.LoadedLM | None = None
     whisper: object | None = None  # --asr-judge whisper:DIR (decode/whisper.py WhisperJudge), instead of `judge`
+    ngram: Path | None = None  # ASR decodes (the judge's too): shallow fusion of this n-gram at `lm_weight`
+    lm_weight: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -171,6 +176,8 @@ def make_plan(opts: EvaluateOptions) -> Plan:
         _check_tts_backend(plan, opts)
     if lm.speech_input == "tokens" and any(t != "tts" for t in plan.tasks):
         _check_token_input(plan, opts)
+    if opts.ngram is not None:
+        plan.ngram, plan.lm_weight = require_file(Path(opts.ngram), "n-gram LM", "train it with `polyspeech train ngram`"), opts.lm_weight
     if any(t != "tts" for t in plan.tasks):
         plan.features = _feature_plan(lm, plan.codec if lm.speech_input == "tokens" else None)
         plan.sampling_rate = plan.features.sampling_rate
@@ -423,6 +430,8 @@ def _decode_options(lm: lm_io.LoadedLM, task: str, name: str, plan: Plan) -> Dec
     if task == "asr":
         opts.beam_size = ASR_BEAM_SIZE
         opts.ctc_weight = ASR_CTC_WEIGHT if lm.model.ctc_head is not None else 0.0
+        if plan.ngram is not None and opts.ctc_weight > 0:  # fusion runs in the joint beam search only
+            opts.ngram, opts.lm_weight, opts.beam_size = str(plan.ngram), plan.lm_weight, ASR_BEAM_SIZE_NGRAM
     if task == "tts":
         opts.codec, opts.vocoder = str(plan.codec), str(plan.vocoder)
     return opts

@@ -75,6 +75,19 @@ def test_cut_set_every_labelled_task(trained, tmp_path):
     assert (out / "RESULTS_confusion.png").is_file()
 
 
+def test_asr_with_an_ngram(trained, tmp_path):
+    """--ngram: the ASR decode fuses it (beam 8, weight 0.3 unless --lm-weight); a missing file fails first."""
+    ngram = tmp_path / "ngram.json"
+    assert run_flat("train", "ngram", "--train-cuts", trained["cuts"], "--out", ngram).exit_code == 0
+    out = tmp_path / "eval"
+    result = run_flat("evaluate", "--exp-dir", trained["exp"], "--cuts", trained["cuts"], "--out-dir", out, "--tasks", "asr", "--ngram", ngram)
+    assert result.exit_code == 0, result.output
+    options = json.loads((out / "decode_asr_cuts" / "decode.json").read_text())["key"]["options"]
+    assert (options["ngram"], options["lm_weight"], options["beam_size"]) == (str(ngram), 0.3, 8)
+    assert_clean_failure(run_flat("evaluate", "--exp-dir", trained["exp"], "--cuts", trained["cuts"], "--out-dir", tmp_path / "e2",
+                                  "--tasks", "asr", "--ngram", tmp_path / "none.json"), tmp_path / "e2", "none.json", "train ngram")
+
+
 def test_set_without_text_gets_no_asr_row(trained, tmp_path):
     """No transcripts: LID and GID only, a note for ASR and TTS; a re-run reuses every finished stage."""
     cuts = strip_labels(trained["cuts"], tmp_path / "notext_cuts_test.jsonl.gz", text=None)

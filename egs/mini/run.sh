@@ -92,7 +92,7 @@ if stage_on 3; then
 fi
 
 if stage_on 4; then
-  log "Stage 4: train the multitask LM ($lm_steps steps), the four single-task LMs (--single-steps $single_steps: the multitask LM's steps of their task or all of them; early stopping, patience $patience) and the speech decoder, $nj at a time"
+  log "Stage 4: train the character n-gram, the multitask LM ($lm_steps steps), the four single-task LMs (--single-steps $single_steps: the multitask LM's steps of their task or all of them; early stopping, patience $patience) and the speech decoder, $nj at a time"
   polyspeech train ngram --train-cuts "$data_dir/synth_cuts_train.jsonl.gz" --out "$ngram" --order 6  # a second: decoding's text LM
   train_lm_systems "$data_dir/fbank/synth_cuts_train.jsonl.gz" "$data_dir/fbank/synth_cuts_dev.jsonl.gz"
 fi

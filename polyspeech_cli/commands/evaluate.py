@@ -23,6 +23,9 @@ def evaluate(
     asr_judge: str | None = typer.Option(None, "--asr-judge", help="TTS intelligibility: an ASR LM exp dir, or whisper:DIR (a "
                                          "CTranslate2/faster-whisper or Hugging Face Whisper model dir; pip install -e '.[whisper]'), "
                                          "that transcribes the synthesized audio (its CER goes under the TTS result)."),
+    ngram: Path | None = typer.Option(None, "--ngram", help="ASR: a character n-gram LM (`polyspeech train ngram`) fused into joint "
+                                      "CTC/attention beam search, for the model's and the judge's ASR."),
+    lm_weight: float = typer.Option(0.3, "--lm-weight", help="Weight of the --ngram log probability (egs/mini's dev choice)."),
 ) -> None:
     """Evaluate a trained LM on a set: features as the model's features.json says, every task it has labels for
     decoded and scored -> OUT/RESULTS.md + OUT/scores.json."""
@@ -31,4 +34,4 @@ def evaluate(
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
     run(EvaluateOptions(exp_dir=exp_dir, out_dir=out_dir, cuts=cuts, tsv=tsv, tasks=task_list, codec=codec, vocoder=vocoder,
-                        asr_judge=asr_judge), log=console.print)
+                        asr_judge=asr_judge, ngram=ngram, lm_weight=lm_weight), log=console.print)
