@@ -5,6 +5,7 @@
 #   ./run.sh                          # all stages
 #   ./run.sh --stage 1 --stop-stage 1 # one stage
 #   ./run.sh --quick true             # a few-minute version (what CI runs)
+#   ./run.sh --stage 7 --peer true    # after a run: the ESPnet peer on the same split (needs ../shared/tools)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,6 +28,8 @@ conf=../../conf        # the YAML configs (tiny CPU ones by default)
 # The TTS back end's loss-waterfall rows (decode --oracle; resynth = tokens, always needed: the back-end
 # upper bound). Each row is a TTS decode, a judge transcription and SECS/MCD scoring (stages 5 and 6).
 waterfall="mel features resynth books:2 books:4"
+peer=false            # stage 7 (opt-in): the ESPnet peer (../shared/tools/espnet_peer) on the same split, for lm_asr's training minutes
+shared=${POLYSPEECH_SHARED:-../../../shared}
 . ../../utils/parse_options.sh
 
 . ../../utils/recipe_lib.sh  # log, lane, wait_lanes, stage_on, train_lm, decode_system, tts_judge
@@ -184,6 +187,34 @@ if stage_on 6; then
       stamp_write "$(stamp_of "$vocoders")" "bench vocoder --num 4" "$vocoders" "$test_cuts"
     fi
     polyspeech report . --out RESULTS.html
+  fi
+fi
+
+if stage_on 7; then
+  peer_dir=$shared/tools/espnet_peer out=$exp_dir/peer_compare
+  if [ "$peer" != true ] || [ "$quick" = true ]; then
+    log "Stage 7: skipped (--peer true: the ESPnet peer on this split for the single-task ASR LM's training minutes, ~10 min)"
+  elif [ ! -f "$peer_dir/run_peer.sh" ]; then
+    log "Stage 7: skipped: no ESPnet peer at $peer_dir (the shared tools are absent)"
+  else
+    mkdir -p "$out"
+    # Our single-task ASR LM's training seconds (its train_log.csv, as the budget table reads them) are the peer's budget.
+    awk -F, '$2 == "train" {s = $12} END {print s}' "$exp_dir/lm_asr/train_log.csv" > "$out/ours_train_seconds"
+    minutes=$(awk '{printf "%.2f", $1 / 60}' "$out/ours_train_seconds")
+    log "Stage 7: ESPnet peer vs our single-task ASR on the synth split, $minutes min of training, 1 thread, in $out"
+    python3 ../../utils/peer_manifest.py "$out/tsv/train" "$data_dir/synth_cuts_train.jsonl.gz"
+    python3 ../../utils/peer_manifest.py "$out/tsv/test" "$data_dir/synth_cuts_test.jsonl.gz"
+    peer_inputs=("$peer_dir/run_peer.sh" "$out/tsv/train/manifest.tsv" "$out/tsv/test/manifest.tsv")
+    if ! stamp_fresh "$out/espnet/.peer.stamp.json" "espnet peer, $minutes min" "${peer_inputs[@]}"; then
+      # ESPnet checkpoints only at an epoch's end: 50-batch "epochs" let it use its whole budget
+      ITERS_PER_EPOCH=50 THREADS=1 DECODE_NJ=$nj bash "$peer_dir/run_peer.sh" "$out/tsv/train" "$out/tsv/test" "$out/espnet" "$minutes"
+      stamp_write "$out/espnet/.peer.stamp.json" "espnet peer, $minutes min" "$out/espnet/decode_test/summary.json" "${peer_inputs[@]}"
+    fi
+    polyspeech peer-table --peer-summary "$out/espnet/decode_test/summary.json" --ours-decode "$exp_dir/lm_asr/decode_asr_test" \
+      --ours-exp "$exp_dir/lm_asr" --ours-train-seconds "$out/ours_train_seconds" --score-out "$out/ours_score_jiwer.json" \
+      --train-desc "egs/mini's train split, 21 voices, $(($(wc -l < "$out/tsv/train/manifest.tsv") - 1)) utts" \
+      --ours-desc "\`conf/lm_tiny.yaml\` single-task ASR (stage 4), ${asr_decode_opts[*]}" --out "$out/peer_table.md"
+    cat "$out/peer_table.md"
   fi
 fi
 

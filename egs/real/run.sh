@@ -292,8 +292,8 @@ if stage_on 8; then
     out=$exp_dir/peer_compare
     log "Stage 8: ESPnet peer vs our single-task ASR on speechocean762 (10 speakers train, 2 test), $peer_minutes min each, side by side, in $out"
     mkdir -p "$out"
-    python3 local/peer_manifest.py "$out/tsv/train" "$data_dir/speechocean762_train_cuts_train.jsonl.gz" "$data_dir/speechocean762_train_cuts_dev.jsonl.gz"
-    python3 local/peer_manifest.py "$out/tsv/test" "$data_dir/speechocean762_train_cuts_test.jsonl.gz"
+    python3 ../../utils/peer_manifest.py "$out/tsv/train" "$data_dir/speechocean762_train_cuts_train.jsonl.gz" "$data_dir/speechocean762_train_cuts_dev.jsonl.gz"
+    python3 ../../utils/peer_manifest.py "$out/tsv/test" "$data_dir/speechocean762_train_cuts_test.jsonl.gz"
     ours_train=("$data_dir/fbank/speechocean762_train_cuts_train.jsonl.gz" "$data_dir/fbank/speechocean762_train_cuts_dev.jsonl.gz")
     if [ -n "$peer_speed_perturb" ]; then
       sp=()

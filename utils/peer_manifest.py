@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """manifest.tsv folders (the shared-data layout the ESPnet peer reads) from prepared Lhotse cuts.
 
-    python3 local/peer_manifest.py OUT_DIR CUTS...
+    python3 utils/peer_manifest.py OUT_DIR CUTS...   (egs/real stage 8, egs/mini stage 7)
 
 Writes OUT_DIR/manifest.tsv (utt_id path speaker gender language duration text) with one row per
 cut: the cut's own audio file as an absolute path (the peer resolves `path` against the folder, and
