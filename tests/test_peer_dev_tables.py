@@ -62,6 +62,11 @@ def test_peer_table_numbers_and_verb(tmp_path, run_cli):
                      "--ours-train-seconds", t.ours_train_seconds, "--train-desc", "10 speakers", "--ours-desc", "`conf/x.yaml`", "--out", out)
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == t.out.read_bytes()
+    assert "## speechocean762" in table and "side by side" in table  # egs/real's words by default; egs/mini names its own
+    result = run_cli("peer-table", "--peer-summary", t.peer_summary, "--ours-decode", t.ours_decode, "--ours-exp", t.ours_exp,
+                     "--ours-train-seconds", t.ours_train_seconds, "--out", out, "--title", "egs/mini: peer", "--setup", "one after the other")
+    text = out.read_text()
+    assert result.exit_code == 0 and text.startswith("## egs/mini: peer\n") and "speakers () one after the other;" in text
 
 
 def _sweep(root: Path) -> Path:

@@ -135,13 +135,17 @@ def peer_table(
     train_desc: Annotated[str, typer.Option("--train-desc", help="The shared training data, in words (speakers, utterances).")] = "",
     ours_desc: Annotated[str, typer.Option("--ours-desc", help="Our system, in words (config, steps, decode options).")] = "",
     score_out: Annotated[Optional[Path], typer.Option("--score-out", help="JSON of our row's numbers (jiwer scores, minutes, steps, params).")] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="The section's heading (default: egs/real stage 8's).")] = None,
+    setup: Annotated[Optional[str], typer.Option("--setup", help="How the two ran and what they decode, in words (default: egs/real stage 8's).")] = None,
 ) -> None:
-    """egs/real stage 8's table: the ESPnet peer vs our single-task ASR LM, both scored with jiwer on the same references."""
+    """The table of egs/real stage 8 and egs/mini stage 7: the ESPnet peer vs our single-task ASR LM, both scored with jiwer
+    on the same references."""
     from polyspeech_cli.score.peer import PeerTable, write_peer_table
 
+    words = {k: v for k, v in (("title", title), ("setup", setup)) if v}
     table = write_peer_table(PeerTable(peer_summary=peer_summary, ours_decode=ours_decode, ours_exp=ours_exp,
                                        ours_train_seconds=ours_train_seconds, out=out, train_desc=train_desc,
-                                       ours_desc=ours_desc, score_out=score_out))
+                                       ours_desc=ours_desc, score_out=score_out, **words))
     console.print(table, markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {out}")
 

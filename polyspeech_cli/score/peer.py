@@ -37,6 +37,9 @@ class PeerTable:
     train_desc: str = ""
     ours_desc: str = ""
     score_out: Path | None = None
+    title: str = "speechocean762: ESPnet peer vs our single-task ASR (stage 8)"
+    # how the two ran, after "Both systems train on the same speakers (<train_desc>) "
+    setup: str = "for the same wall-clock budget, side by side on the 2-core CPU (1 thread each), and decode the same 2 held-out test speakers"
 
 
 def jiwer_scores(rows: list[dict]) -> dict:
@@ -101,13 +104,12 @@ def ours_numbers(t: PeerTable) -> dict:
     return ours
 
 
-def peer_markdown(peer: dict, ours: dict, train_desc: str, ours_desc: str) -> str:
+def peer_markdown(peer: dict, ours: dict, train_desc: str, ours_desc: str, title: str = PeerTable.title, setup: str = PeerTable.setup) -> str:
     """The section RESULTS.md takes with `compare-sources --section`."""
     pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     lines = [
-        "## speechocean762: ESPnet peer vs our single-task ASR (stage 8)", "",
-        f"Both systems train on the same speakers ({train_desc}) for the same wall-clock budget, side by side on the "
-        "2-core CPU (1 thread each), and decode the same 2 held-out test speakers; both are scored with jiwer on the same "
+        f"## {title}", "",
+        f"Both systems train on the same speakers ({train_desc}) {setup}; both are scored with jiwer on the same "
         "prepared transcripts. The peer is ESPnet 202511 (`shared/tools/espnet_peer`, a conformer CTC/attention model with "
         "char tokens, SpecAugment off; its own settings and scoring); its numbers are quoted from its `summary.json`. "
         f"Ours: {ours_desc}.", "",
@@ -129,7 +131,7 @@ def write_peer_table(t: PeerTable) -> str:
     is read before anything is written, so a bad one leaves no half-updated pair behind."""
     peer = read_peer(Path(t.peer_summary))
     ours = ours_numbers(t)
-    table = peer_markdown(peer, ours, t.train_desc, t.ours_desc)
+    table = peer_markdown(peer, ours, t.train_desc, t.ours_desc, t.title, t.setup)
     if t.score_out:
         atomic_write_text(Path(t.score_out), json.dumps(ours, indent=1) + "\n")
     atomic_write_text(Path(t.out), table)
