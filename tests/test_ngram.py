@@ -22,6 +22,19 @@ def test_distributions_sum_to_one_and_agree_with_the_per_character_score(history
     assert m.logp_end(history) == pytest.approx(dist[m.index[EOS]], abs=1e-12)
 
 
+def test_witten_bell_by_hand():
+    # "ab" at order 2. Unigrams: a, b and </s> once each (3 types of 3 tokens; 3 symbols + 1 unseen slot,
+    # so the uniform floor is 1/4): P(b) = (1 + 3/4) / (3 + 3), P(never seen) = (0 + 3/4) / 6.
+    # After "a" only "b" was seen, after the sentence start only "a" (1 type of 1 token each).
+    m = CharNgram(["ab"], 2)
+    p_b, p_unseen = (1 + 3 / 4) / 6, (3 / 4) / 6
+    assert math.exp(m.logp("a", "b")) == pytest.approx((1 + p_b) / 2)
+    assert math.exp(m.logp("", "b")) == pytest.approx(p_b / 2)
+    assert math.exp(m.logp("a", "z")) == pytest.approx(p_unseen / 2)
+    with pytest.raises(ValueError):
+        CharNgram([], 2)
+
+
 def test_the_longer_history_decides():
     m = CharNgram(TEXTS, 4)
     assert m.logp("the c", "a") > m.logp("the c", "o")  # "the cat" was seen, "the co" was not

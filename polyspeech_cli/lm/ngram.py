@@ -36,8 +36,8 @@ class CharNgram:
     """Interpolated Witten-Bell character n-gram (see the module doc)."""
 
     def __init__(self, texts: list[str], order: int = 6) -> None:
-        if order < 1:
-            raise ValueError(f"n-gram order must be >= 1 (got {order})")
+        if order < 1 or not texts:
+            raise ValueError(f"an n-gram needs order >= 1 (got {order}) and at least one text (got {len(texts)})")
         self.order, self.texts = order, texts
         # counts[h][c]: how often character c followed the history h (len(h) < order)
         self.counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -52,19 +52,11 @@ class CharNgram:
         self.alphabet = sorted(self.counts.get("", {}))
         self.index = {c: i for i, c in enumerate(self.alphabet)}
         self.uniform = 1.0 / (len(self.alphabet) + 1)
-        self._prob = lru_cache(maxsize=1 << 20)(self._interpolated)
         self._dist = lru_cache(maxsize=1 << 16)(self._distribution)
 
-    def _interpolated(self, history: str, char: str) -> float:
-        lower = self._prob(history[1:], char) if history else self.uniform
-        nxt = self.counts.get(history)
-        if not nxt:
-            return lower
-        types = len(nxt)
-        return (nxt.get(char, 0) + types * lower) / (self.totals[history] + types)
-
     def _distribution(self, history: str) -> np.ndarray:
-        """log P(. | history) over `alphabet` + [a character never seen], by the same recursion."""
+        """log P(. | history) over `alphabet` + [a character never seen]: the module doc's recursion,
+        from the empty history up to the longest suffix of `history` that was seen."""
         p = np.full(len(self.alphabet) + 1, self.uniform)
         for n in range(len(history) + 1):  # the empty history first, then longer ones
             h = history[len(history) - n:]
@@ -90,13 +82,13 @@ class CharNgram:
         """log P(piece | history): the sum over the piece's characters, each after what precedes it."""
         total = 0.0
         for char in piece:
-            total += math.log(self._prob(self.context(history), char))
+            total += float(self.next_logp(history)[self.index.get(char, len(self.alphabet))])
             history += char
         return total
 
     def logp_end(self, history: str) -> float:
         """log P(end of sentence | history)."""
-        return math.log(self._prob(self.context(history), EOS))
+        return float(self.next_logp(history)[self.index[EOS]])
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps({"kind": KIND, "order": self.order, "texts": self.texts}, ensure_ascii=False))
