@@ -66,12 +66,10 @@ def pad_logprobs(logp: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
 
 
 class TextLM(Protocol):
-    """An external text LM for shallow fusion (`decode.lm_fusion.NgramFusion`): log P of each text
-    token (vocabulary order) after a hypothesis' tokens, and of the sentence ending there."""
+    """An external text LM for shallow fusion (`decode.lm_fusion.NgramFusion`): after a hypothesis'
+    tokens, log P of each text token (vocabulary order) and log P of the sentence ending there."""
 
-    def next_logp(self, tokens: list[int]) -> torch.Tensor: ...
-
-    def logp_end(self, tokens: list[int]) -> float: ...
+    def next_logp(self, tokens: list[int]) -> tuple[torch.Tensor, float]: ...
 
 
 def joint_beam_nbest(session, ctc_logp: torch.Tensor, ctc_lens: torch.Tensor, text_offset: int, max_new: list[int], lo: int, hi: int,
@@ -100,9 +98,6 @@ def joint_beam_nbest(session, ctc_logp: torch.Tensor, ctc_lens: torch.Tensor, te
         # Candidates: the pre-beam best text tokens of each row by attention (+ eos), CTC-scored. (A
         # pre-beam by attention + text LM, as ESPnet's, was worse on the egs/mini dev split: README, "Decoding".)
         cand_tok = logp_att[:, lo:hi].topk(p, dim=-1).indices + lo  # (b*k, p)
-        if lm is not None and lm_weight:
-            hyps = [seqs[r // k][r % k] for r in range(b * k)]
-            lm_next = lm_weight * torch.stack([lm.next_logp(h) for h in hyps])  # (b*k, hi - lo)
         rows = torch.arange(b * k).repeat_interleave(p)
         cls = cand_tok - text_offset + 1  # text id -> CTC class
         xc = x.gather(2, cls[:, None, :].expand(-1, x.shape[1], -1)).transpose(1, 2).reshape(b * k * p, -1)
@@ -114,9 +109,10 @@ def joint_beam_nbest(session, ctc_logp: torch.Tensor, ctc_lens: torch.Tensor, te
         eos_att = att + logp_att[:, eos]
         eos_joint = (1 - weight) * eos_att + weight * eos_ctc
         if lm is not None and lm_weight:
-            cand_lm = fused[:, None] + lm_next.gather(1, cand_tok - lo)
+            nxt, end = zip(*(lm.next_logp(seqs[r // k][r % k]) for r in range(b * k)))
+            cand_lm = fused[:, None] + lm_weight * torch.stack(nxt).gather(1, cand_tok - lo)
             joint = joint + cand_lm
-            eos_joint = eos_joint + fused + lm_weight * torch.tensor([lm.logp_end(h) for h in hyps])
+            eos_joint = eos_joint + fused + lm_weight * torch.tensor(end)
         else:
             cand_lm = fused[:, None].expand(-1, p)
         joint = torch.where(alive_mask.view(-1, 1), joint, torch.full_like(joint, NEG))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from polyspeech_cli.lm.ngram import CharNgram
+from polyspeech_cli.lm.ngram import EOS, CharNgram
 from polyspeech_cli.lm.vocab import Vocab
 
 
@@ -24,13 +24,11 @@ class NgramFusion:
     def _text(self, tokens: list[int]) -> str:
         return "".join(self.units[t - self.offset] for t in tokens).lstrip(" ")  # a sentence starts without its piece's space
 
-    def next_logp(self, tokens: list[int]) -> torch.Tensor:
-        """log P(unit | the hypothesis' text) for every text unit (vocabulary order)."""
+    def next_logp(self, tokens: list[int]) -> tuple[torch.Tensor, float]:
+        """log P(unit | the hypothesis' text) for every text unit (vocabulary order), and log P(end)."""
         history = self._text(tokens)
-        out = self.ngram.next_logp(history)[self.char_slot]
+        dist = self.ngram.next_logp(history)
+        out = dist[self.char_slot]  # a copy: the n-gram's cached array stays as it is
         for i in self.pieces:
             out[i] = self.ngram.logp(history, self.units[i] if history else self.units[i].lstrip(" "))
-        return torch.from_numpy(out).float()
-
-    def logp_end(self, tokens: list[int]) -> float:
-        return self.ngram.logp_end(self._text(tokens))
+        return torch.from_numpy(out).float(), float(dist[self.ngram.index[EOS]])

@@ -23,14 +23,13 @@ def transcribe_ids(lm: lm_io.LoadedLM, items: list[dict], beam_size: int = 1, le
                    max_len_ratio: float = 2.0, use_cache: bool = True, ctc_weight: float = 0.0, text_lm: TextLM | None = None,
                    lm_weight: float = 0.0) -> list[list[int]]:
     """Text ids of a batch of items: greedy (beam 1), beam search, or joint CTC/attention beam search
-    (with `text_lm`: shallow fusion of an external text LM, weight `lm_weight`)."""
+    (with `text_lm`: shallow fusion of an external text LM, weight `lm_weight`; `decode` checks the
+    combination, as fusion runs in the joint search only)."""
     batch = lm_io.build_batch(lm, "asr", items)
     max_new = [asr_max_new(lm, n, max_len_ratio) for n in batch["n_in"]]
     lo, hi = output_range(lm.vocab, "asr")
     eos = lm.vocab.eos
     session = lm_io.Session(lm, batch, use_cache)
-    if text_lm is not None and lm_weight and (beam_size <= 1 or ctc_weight <= 0):
-        raise PolyspeechError("--lm-weight fuses the n-gram into joint CTC/attention beam search: give --beam-size > 1 and --ctc-weight > 0")
     if beam_size <= 1:
         return greedy(session, max_new, lo, hi, eos)
     if ctc_weight <= 0:

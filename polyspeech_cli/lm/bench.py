@@ -101,12 +101,12 @@ def step_flops(model: PolySpeechLM, batch: dict) -> tuple[float, int, int]:
             first_layer = adapter_frames * 2 * feats.shape[-1] * cfg.stack * d
             forward += first_layer + adapter_frames * 2 * d * d
         elif cfg.adapter == "conv2d":
-            t, f = feats.shape[1], feats.shape[-1]
-            for i, conv in enumerate(model.adapter.conv[::2]):  # 3x3 stride 2, no padding
+            t, f, convs = feats.shape[1], feats.shape[-1], []
+            for conv in model.adapter.conv[::2]:  # 3x3 stride 2, no padding
                 t, f = (t - 1) // 2, (f - 1) // 2
-                flops = rows * t * f * 2 * conv.weight.numel()  # 2 x 3 x 3 x C_in x C_out per output pixel
-                first_layer = flops if i == 0 else first_layer
-                forward += flops
+                convs.append(rows * t * f * 2 * conv.weight.numel())  # 2 x 3 x 3 x C_in x C_out per output pixel
+            first_layer = convs[0]
+            forward += sum(convs)
             forward += adapter_frames * 2 * model.adapter.proj.in_features * d
         if model.adapter.encoder is not None:  # bidirectional layers over the T' padded positions
             forward += cfg.encoder_layers * (adapter_frames * per_position + rows * 4 * frames * frames * d)

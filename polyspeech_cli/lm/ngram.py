@@ -11,14 +11,13 @@ and a uniform distribution over the characters seen (+ the end symbol) below the
 over characters, it scores any text unit (a character or a sentencepiece piece) as the sum of its
 characters' log probabilities, so one n-gram serves every vocabulary of the LM.
 
-The file (`ngram.json`) keeps the order and the normalised training texts; the counts are rebuilt
+The file (`ngram.json`) keeps the order and the training transcripts as they are; the counts are rebuilt
 on load (about a second for a few hours of transcripts), so the file stays small and readable.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
