@@ -12,9 +12,10 @@ estimate is optimistic wherever the dev curves flatten (they do in the budget-4 
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from pathlib import Path
+
+from polyspeech_cli.score.budget_curves import needed_budget
 
 BAR_ROW = re.compile(r"^\| ASR CER ≤ [\d.]+% \((\w+)\) \| [✓✗] ([\d.]+) \| [✓✗] ([\d.]+) \|")
 OVERALL_ROW = re.compile(r"^\| ASR CER % \| ([\d.]+) \| ([\d.]+) \|")
@@ -32,15 +33,6 @@ def read_cers(page: Path) -> dict[str, tuple[float, float]]:
     if "all" not in cers:
         raise SystemExit(f"{page}: no 'ASR CER %' row (a page written by `polyspeech compare`?)")
     return cers
-
-
-def needed_budget(b1: float, cer1: float, b2: float, cer2: float, target: float) -> tuple[float, float | None]:
-    """The exponent a of CER ∝ budget^-a through the two points, and the budget reaching target
-    (None where the CER did not fall)."""
-    if cer1 <= 0 or cer2 <= 0 or cer2 >= cer1:
-        return 0.0, None
-    a = math.log(cer1 / cer2) / math.log(b2 / b1)
-    return a, b2 * (cer2 / target) ** (1 / a) if cer2 > target else b2
 
 
 def main() -> None:

@@ -31,7 +31,8 @@ def quick_recipe(tmp_path_factory) -> SimpleNamespace:
     (root / "utils").symlink_to(REPO / "utils")
     shutil.copytree(REPO / "egs" / "mini", work / "mini", ignore=shutil.ignore_patterns("data", "exp", "corpus", "RESULTS*"))
     recipe = work / "mini"
-    cmd = ["bash", str(recipe / "run.sh"), "--quick", "true", "--train-utts", "4"]
+    # --budget-runs: a run "at budget 2" (this one again) puts its dev curves and the extrapolation on the page
+    cmd = ["bash", str(recipe / "run.sh"), "--quick", "true", "--train-utts", "4", "--budget-runs", "2=exp"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     return SimpleNamespace(recipe=recipe, cmd=cmd, first=first)
 
@@ -56,7 +57,8 @@ def test_quick_recipe_end_to_end_then_skips(quick_recipe):
         line = next(ln for ln in table.splitlines() if ln.startswith(f"| {row} |"))
         assert "–" not in line, line  # every cell holds a measured number
     assert "## Environment" in table and "## Quality bars" in table
-    for png in ("RESULTS_curves.png", "RESULTS_confusion.png"):
+    assert "## Budgets 1 and 2: where the curves go" in table and "| ASR CER (all) ≤ 15% | single-task |" in table
+    for png in ("RESULTS_curves.png", "RESULTS_confusion.png", "RESULTS_budgets.png"):
         assert (recipe / png).stat().st_size > 0 and f"({png})" in table
     # Matched baselines: each single-task LM trains the steps the multitask LM spent on its task
     # (its seeded draws replayed), with early stopping; the rule is stated under the budget table.

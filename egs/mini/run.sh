@@ -22,6 +22,8 @@ nj=2                  # LM trainings / decodes run side by side (1 CPU thread ea
 data_dir=data
 exp_dir=exp
 results=RESULTS.md    # the single-task vs multitask table (PNGs beside it)
+budget_runs=""        # BUDGET=EXP_DIR of runs of this recipe at other --budget (e.g. 1=/path/to/exp): stage 6 draws their dev
+                      # curves beside this run's and estimates the budget each target needs (polyspeech budget-curves)
 notes=""              # its closing notes (default: local/limits_budget<budget>.md where one exists, else local/limits.md)
 corpus_dir=corpus/synth
 conf=../../conf        # the YAML configs (tiny CPU ones by default)
@@ -161,8 +163,9 @@ if stage_on 6; then
   done
   wait_lanes
   resynth="real SSET tokens resynthesized (TTS back-end upper bound)"
-  # The page's closing notes, then the minutes of each stage that led to it (stage 6 is writing it)
-  { cat "$notes"; echo; echo "Stage times of the runs behind this page (\`utils/recipe_lib.sh\` stage_times; wall minutes on this machine):"
+  [ -z "$budget_runs" ] || polyspeech budget-curves "$budget=$exp_dir" $budget_runs --out "${results%.md}_budgets.png" --md "$exp_dir/budget_curves.md"
+  # The page's closing notes (with the other budgets' curves), then the minutes of each stage that led to it (stage 6 is writing it)
+  { cat "$notes"; [ -z "$budget_runs" ] || { echo; cat "$exp_dir/budget_curves.md"; }; echo; echo "Stage times of the runs behind this page (\`utils/recipe_lib.sh\` stage_times; wall minutes on this machine):"
     echo; stage_times; } > "$exp_dir/notes.md"
   vocoder_name=$(config_value "$conf/vocoder_tiny.yaml" vocoder)
   lm_books=$(config_value "$conf/lm_tiny.yaml" data.speech_codebooks)

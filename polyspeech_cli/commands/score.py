@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from polyspeech_cli.commands import cli_command, console
+from polyspeech_cli.score.budget_curves import DEFAULT_TARGETS
 
 
 @cli_command
@@ -83,6 +84,28 @@ def compare(
         waterfall=labelled(waterfall or [], "--waterfall", "real audio=exp/lm_asr/decode_asr_test")))
     console.print(table)
     console.print(f"wrote {out}")
+
+
+@cli_command
+def budget_curves(
+    runs: Annotated[list[str], typer.Argument(help="BUDGET=EXP_DIR of each run of one recipe, e.g. 1=../run1/egs/mini/exp 4=exp "
+                                                   "(lm_multi/, lm_<task>/ and stage 6's scores in each).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG of the dev curves to write.")],
+    md: Annotated[Optional[Path], typer.Option("--md", help="Markdown section to write: the figure and the extrapolation table "
+                                                            "(`compare --notes` takes it).")] = None,
+    targets: Annotated[str, typer.Option("--targets", help="KEY=T or KEY=T_SINGLE,T_MULTI: ASR CER % per language ('all': "
+                                                           "overall), LID/GID accuracy % ('lid', 'gid').")] = DEFAULT_TARGETS,
+) -> None:
+    """Runs at different --budget side by side: every LM's dev curves against training minutes, and the budget each
+    test target would need (error ∝ budget^-a through the smallest and largest budget's test scores)."""
+    from polyspeech_cli.fileio import atomic_write_text
+    from polyspeech_cli.score.budget_curves import parse_runs, write_budget_section
+
+    section = write_budget_section(parse_runs(runs), out, targets)
+    if md is not None:
+        atomic_write_text(md, section)
+    console.print(section, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out}" + (f" and {md}" if md else ""), highlight=False)
 
 
 @cli_command
