@@ -32,7 +32,8 @@ from lhotse import CutSet
 from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.console import console
 from polyspeech_cli.decode import lm_io
-from polyspeech_cli.decode.run import DecodeOptions, PromptTable, decode
+from polyspeech_cli.decode.options import DecodeOptions
+from polyspeech_cli.decode.run import PromptTable, decode
 from polyspeech_cli.decode.tts import SpeechBackend, find_codec, find_vocoder
 from polyspeech_cli.errors import PolyspeechError, require_dir, require_file
 from polyspeech_cli.fileio import atomic_path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,32 @@ def legacy_checkpoint_error(path: Path | str):
     from polyspeech_cli.errors import PolyspeechError
 
     return PolyspeechError(f"{path}: a training checkpoint of an older polyspeech (a pickled .pt file); {LEGACY_FIX}")
+
+
+# ---- the checkpoint directory every trainer writes (no torch: a finished stage's skip check reads it) ----
+CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.safetensors$")
+
+
+def list_checkpoints(exp_dir: Path) -> list[Path]:
+    """`EXP/ckpt/step-N.safetensors` training checkpoints, oldest first. An exp dir holding `.pt`
+    checkpoints (pickles written by an older polyspeech) is an error naming one: they are never
+    loaded, and a new run is not mixed into their exp dir."""
+    d = Path(exp_dir) / "ckpt"
+    if not d.is_dir():
+        return []
+    legacy = sorted(p for p in d.glob("*.pt") if p.name.startswith(("step-", "avg-")))
+    if legacy:
+        raise legacy_checkpoint_error(legacy[-1])
+    found = [(int(m.group(1)), p) for p in d.glob("step-*.safetensors") if (m := CHECKPOINT_NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def checkpoint_step(path: Path) -> int:
+    """N of a `step-N.safetensors` checkpoint."""
+    m = CHECKPOINT_NAME.match(Path(path).name)
+    if m is None:
+        raise ValueError(f"{path} is not a step-N.safetensors checkpoint")
+    return int(m.group(1))
 
 
 def _encode(value, name: str, tensors: dict) -> object:
@@ -217,7 +244,8 @@ def _open_model_file(path: Path | str, kind: str | None, what: str, missing_fix:
     if not path.is_file():
         raise PolyspeechError(f"{what} not found: {path} ({missing_fix})")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        # the header alone opens without torch (numpy): a finished stage's skip check imports no torch
+        with safe_open(str(path), framework="pt" if tensors else "numpy", device="cpu") as f:
             header = f.metadata() or {}
             meta = json.loads(header["polyspeech"])
             out = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import re
 import os
 import socket
 import time
@@ -16,11 +15,10 @@ from typing import Any
 import torch
 
 from polyspeech_cli.errors import PolyspeechError
-from polyspeech_cli.fileio import legacy_checkpoint_error, save_state_file
+from polyspeech_cli.fileio import list_checkpoints, save_state_file
 from polyspeech_cli.stamps import changed_keys, jsonable, read_stamp, stamp_key, write_stamp
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_CHECKPOINT_NAME = re.compile(r"^step-(\d+)\.safetensors$")
 
 
 def pick_device(name: str) -> torch.device:
@@ -197,28 +195,6 @@ def mark_run(exp_dir: Path, key: dict[str, Any], finished: bool, outputs: list[P
 
 
 # ---- the checkpoint directory every trainer writes ------------------------------------------------
-def list_checkpoints(exp_dir: Path) -> list[Path]:
-    """`EXP/ckpt/step-N.safetensors` training checkpoints, oldest first. An exp dir holding `.pt`
-    checkpoints (pickles written by an older polyspeech) is an error naming one: they are never
-    loaded, and a new run is not mixed into their exp dir."""
-    d = Path(exp_dir) / "ckpt"
-    if not d.is_dir():
-        return []
-    legacy = sorted(p for p in d.glob("*.pt") if p.name.startswith(("step-", "avg-")))
-    if legacy:
-        raise legacy_checkpoint_error(legacy[-1])
-    found = [(int(m.group(1)), p) for p in d.glob("step-*.safetensors") if (m := _CHECKPOINT_NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def checkpoint_step(path: Path) -> int:
-    """N of a `step-N.safetensors` checkpoint."""
-    m = _CHECKPOINT_NAME.match(Path(path).name)
-    if m is None:
-        raise ValueError(f"{path} is not a step-N.safetensors checkpoint")
-    return int(m.group(1))
-
-
 def save_checkpoint(exp_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
     """Write `EXP/ckpt/step-N.safetensors` atomically (tensors in the file, every other value as JSON
     in its header: `fileio.save_state_file`), then delete all but the newest `keep_last`."""

@@ -23,12 +23,12 @@ from typing import Any
 import torch
 
 from polyspeech_cli.config import save_config
+from polyspeech_cli.fileio import list_checkpoints
 from polyspeech_cli.training import (
     BUDGET_KEYS,
     autocast_dtype,
     average_checkpoints,
     check_resume,
-    list_checkpoints,
     mark_run,
     pick_device,
     resolve_precision,

@@ -23,7 +23,8 @@ from polyspeech_cli.lm.checkpoint import build_model, load_model, read_checkpoin
 from polyspeech_cli.lm.config import TrainConfig  # noqa: E402
 from polyspeech_cli.lm.data import SpecAugmentConfig, TaskDataset, augment_batch, random_crop, spec_augment  # noqa: E402
 from polyspeech_cli.lm.model import PolySpeechLM  # noqa: E402
-from polyspeech_cli.training import list_checkpoints, run_key  # noqa: E402
+from polyspeech_cli.fileio import list_checkpoints  # noqa: E402
+from polyspeech_cli.training import run_key  # noqa: E402
 
 SPEC = SpecAugmentConfig(num_freq_masks=2, freq_width=10, num_time_masks=3, time_width_ratio=0.1)
 

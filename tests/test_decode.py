@@ -31,7 +31,8 @@ from polyspeech_cli.decode.search import (
     filter_logits,
     greedy,
 )
-from polyspeech_cli.decode.tts import TTSOptions, generate_speech
+from polyspeech_cli.decode.options import TTSOptions
+from polyspeech_cli.decode.tts import generate_speech
 
 torch.set_num_threads(1)
 SR = 16000
@@ -418,6 +419,11 @@ def test_decode_all_tasks_follow_the_contract(system, run_cli, monkeypatch):
         m.setattr(lm_io, "load_lm", lambda *a, **k: pytest.fail("a finished decode loaded its model"))
         r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "3")
     assert r.exit_code == 0 and "nothing to do" in r.output
+    # ... nor torch: the CLI checks the stamp first (a re-run recipe pays ~2 s less per finished decode)
+    argv = ["decode", "--task", "lid", "--exp-dir", str(exp), "--cuts", str(cuts), "--batch-size", "3"]
+    code = f"import sys; from polyspeech_cli.cli import app; app({argv!r}, standalone_mode=False); print('torch:', 'torch' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "nothing to do" in p.stdout and "torch: False" in p.stdout, p.stdout + p.stderr
     # Changed options (or a rewritten checkpoint/cuts file) re-decode, saying what changed.
     r = run_cli("decode", "--task", "lid", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "2")
     assert r.exit_code == 0 and "stale" in r.output and "batch_size" in r.output, r.output

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from polyspeech_cli.lm.checkpoint import read_checkpoint
-from polyspeech_cli.training import list_checkpoints
+from polyspeech_cli.fileio import list_checkpoints
 
 TINY = {
     "model": {"d_model": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 2, "d_ff": 128},

@@ -19,7 +19,7 @@ from lhotse.features.io import NumpyFilesWriter  # noqa: E402
 
 from polyspeech_cli.config import load_config  # noqa: E402
 from polyspeech_cli.errors import PolyspeechError  # noqa: E402
-from polyspeech_cli.training import checkpoint_step, list_checkpoints  # noqa: E402
+from polyspeech_cli.fileio import checkpoint_step, list_checkpoints  # noqa: E402
 from polyspeech_cli.lm.data import TaskDataset  # noqa: E402
 from polyspeech_cli.lm.model import PolySpeechLM  # noqa: E402
 from polyspeech_cli.lm.checkpoint import build_model, load_model, read_checkpoint  # noqa: E402
@@ -421,7 +421,7 @@ def test_patience_stops_early_and_keeps_the_best_model(data, tmp_path):
     assert accs[-1][1] == max(during)  # the saved model is the best one
     assert "(best on dev)" in budget_table([exp])
     # Decoding loads that best model, not the run's last checkpoint (newer than the best step).
-    from polyspeech_cli.lm.checkpoint import default_model
+    from polyspeech_cli.lm.files import default_model
 
     assert checkpoint_step(list_checkpoints(exp)[-1]) == out["step"] > best_step
     assert default_model(exp) == exp / "model.safetensors"

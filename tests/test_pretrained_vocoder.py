@@ -183,7 +183,8 @@ def test_tts_decode_at_the_generator_rate_is_scored(fake_package, decode_system,
     here); SECS, MCD and the LM judge's ASR read it through the one resampler (polyspeech_cli.audio)."""
     import soundfile as sf
 
-    from polyspeech_cli.decode.run import DecodeOptions, decode
+    from polyspeech_cli.decode.options import DecodeOptions
+    from polyspeech_cli.decode.run import decode
     from polyspeech_cli.score.report import score_decodes
     from polyspeech_cli.vocoder.checkpoint import save_model
     from polyspeech_cli.vocoder.config import VocoderConfig, check_config, resolve_vocoder_mel

@@ -180,7 +180,8 @@ def test_checkpoint_file_round_trip(tmp_path):
 
     from polyspeech_cli.fileio import STATE_HEADER, load_state_file
     from polyspeech_cli.lm.checkpoint import rng_state
-    from polyspeech_cli.training import list_checkpoints, save_checkpoint
+    from polyspeech_cli.fileio import list_checkpoints
+    from polyspeech_cli.training import save_checkpoint
 
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))

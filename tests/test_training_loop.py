@@ -11,7 +11,8 @@ import torch
 
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.fileio import load_state_file
-from polyspeech_cli.training import list_checkpoints, run_key
+from polyspeech_cli.fileio import list_checkpoints
+from polyspeech_cli.training import run_key
 from polyspeech_cli.training_loop import (
     Dev,
     EarlyStopping,

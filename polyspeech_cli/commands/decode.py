@@ -55,17 +55,20 @@ def decode(
     device: str = typer.Option("cpu", help="Where the LM runs: cpu, cuda, cuda:N, or auto (a visible GPU, else the CPU)."),
 ) -> None:
     """Decode a cut set with a trained LM: ASR, LID, GID or TTS -> EXP/decode_<task>_<set>/."""
-    from polyspeech_cli.decode.run import DecodeOptions
-    from polyspeech_cli.decode.run import decode as run
-    from polyspeech_cli.decode.tts import TTSOptions
+    from polyspeech_cli.decode.options import DecodeOptions, TTSOptions, already_decoded, finished_decode
 
-    _threads(threads)
     opts = DecodeOptions(task=task, set_name=set_name, batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty,
                          ctc_weight=ctc_weight, max_len_ratio=max_len_ratio, ngram=str(ngram) if ngram else None, lm_weight=lm_weight,
                          checkpoint=str(checkpoint) if checkpoint else None,
                          tts=TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed),
                          prompt=str(prompt) if prompt else None, codec=str(codec) if codec else None,
                          vocoder=str(vocoder) if vocoder else None, oracle=oracle or ("tokens" if oracle_tokens else None))
+    if not overwrite and (done := finished_decode(exp_dir, cuts, opts)) is not None:  # before torch is imported
+        console.print(already_decoded(done))
+        return
+    from polyspeech_cli.decode.run import decode as run
+
+    _threads(threads)
     run(exp_dir, cuts, opts, overwrite=overwrite, log=console.print, device=device)
 
 
@@ -111,8 +114,8 @@ def synthesize(
     threads: int = typer.Option(1, help="torch CPU threads."),
 ) -> None:
     """Synthesize one sentence in the voice of a prompt recording."""
+    from polyspeech_cli.decode.options import TTSOptions
     from polyspeech_cli.decode.run import synthesize as run
-    from polyspeech_cli.decode.tts import TTSOptions
 
     _threads(threads)
     path = run(model, text, lang, prompt, out, codec, vocoder, TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed), checkpoint)

@@ -72,7 +72,8 @@ def tts_rtf(lm: lm_io.LoadedLM, cuts_path: Path, codec: Path | None, vocoder: Pa
     decoder, Griffin-Lim/HiFi-GAN) on the first `max_cuts` cuts with text: compute s / audio s."""
     from polyspeech_cli.data.manifest import read_cuts
     from polyspeech_cli.decode.run import pick_prompts
-    from polyspeech_cli.decode.tts import SpeechBackend, TTSOptions, find_codec, find_vocoder, generate_speech
+    from polyspeech_cli.decode.options import TTSOptions
+    from polyspeech_cli.decode.tts import SpeechBackend, find_codec, find_vocoder, generate_speech
     from polyspeech_cli.audio import cut_audio
 
     cuts = read_cuts(cuts_path, fix="fix --cuts")  # lazy: streamed, only the first `max_cuts` with text are held

@@ -17,6 +17,7 @@ from polyspeech_cli.decode.kv_cache import LeanDecoder
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.data import normalize_features, to_device
+from polyspeech_cli.lm.files import checkpoint_path
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.tasks import TASKS, cut_input, make_batch, tts_input_ids
 from polyspeech_cli.lm.vocab import Vocab
@@ -47,24 +48,6 @@ class LoadedLM:
     def rate(self, task: str) -> float:
         """Output tokens per input item measured on the training data (1.0 if unknown)."""
         return float(self.model.rates[TASKS.index(task)])
-
-
-def checkpoint_path(exp_dir: Path, checkpoint: Path | None = None) -> Path:
-    """The checkpoint `load_lm` would load (EXP/model.safetensors, else the newest ckpt), without
-    loading it: enough for a decode's stamp check; every missing piece is a one-line error."""
-    from polyspeech_cli.lm.checkpoint import default_model
-
-    exp_dir = Path(exp_dir)
-    if not exp_dir.is_dir():
-        raise PolyspeechError(f"LM exp dir not found: {exp_dir} (train one with `polyspeech train lm --exp-dir {exp_dir}`)")
-    for name in ("config.yaml", "vocab.json"):
-        if not (exp_dir / name).is_file():
-            raise PolyspeechError(f"{exp_dir / name} is missing: {exp_dir} is not a trained LM exp dir (run `polyspeech train lm`)")
-    path = Path(checkpoint) if checkpoint else default_model(exp_dir)
-    if path is None or not path.is_file():
-        raise PolyspeechError(f"no LM checkpoint {'at ' + str(path) if path else 'in ' + str(exp_dir / 'ckpt')} "
-                              "(train first, or pass --checkpoint)")
-    return path
 
 
 def load_lm(exp_dir: Path, checkpoint: Path | None = None) -> LoadedLM:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,39 +27,14 @@ from polyspeech_cli.lm.tasks import LABEL_NAMES, check_task, reference, supervis
 from polyspeech_cli.decode.tts import (
     Oracle,
     SpeechBackend,
-    TTSOptions,
     find_codec,
     find_vocoder,
     generate_speech,
 )
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.fileio import atomic_dir
-from polyspeech_cli.stamps import changed_keys, is_fresh, jsonable, read_stamp, stamp_key, write_stamp
-
-STAMP = "decode.json"  # written last: the directory holds a finished decode
-
-
-
-@dataclass
-class DecodeOptions:
-    task: str
-    set_name: str = "test"
-    batch_size: int = 8
-    beam_size: int = 1
-    length_penalty: float = 0.0
-    ctc_weight: float = 0.0  # ASR beam: joint CTC/attention decoding weight (CTC prefix scores; 0 = attention only)
-    max_len_ratio: float = 2.0  # ASR: at most this x the expected text length (training rate x speech positions)
-    ngram: str | None = None  # ASR joint beam: a character n-gram (`train ngram`) fused with weight lm_weight
-    lm_weight: float = 0.0
-    checkpoint: str | None = None
-    tts: TTSOptions = field(default_factory=TTSOptions)
-    prompt: str | None = None
-    codec: str | None = None
-    vocoder: str | None = None
-    # TTS: feed the back end the cut's real data instead of sampled tokens (`Oracle.parse`: tokens,
-    # books:K, features, mel), scored like any TTS output: the rows of the back end's loss waterfall
-    oracle: str | None = None
-
+from polyspeech_cli.decode.options import STAMP, DecodeOptions, already_decoded, decode_dir, decode_key
+from polyspeech_cli.stamps import changed_keys, is_fresh, jsonable, read_stamp, write_stamp
 
 # ---- the stage ----------------------------------------------------------------------------------
 # The cut set is streamed, never held: decode reads it in windows of this many cuts (manifest
@@ -131,15 +105,13 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
     exp_dir = Path(exp_dir)
     fix = "run `polyspeech prepare` / `extract-tokens` first, or fix --cuts"
     cuts_path = require_file(Path(cuts_path), "cuts manifest", fix)
-    checkpoint = lm_io.checkpoint_path(exp_dir, Path(opts.checkpoint) if opts.checkpoint else None)
-    out = Path(out_root or exp_dir) / f"decode_{opts.task}_{opts.set_name}"
-    # The stamp: options + the checkpoint, cuts (and n-gram) files; any change re-decodes (and says what changed).
-    # Checked before the model is loaded, so finding the work done costs no model.
-    key = stamp_key(opts, [checkpoint, cuts_path] + ([ngram_path] if ngram_path else []))
+    # The stamp (any change re-decodes and says what changed) is checked before the model is loaded.
+    checkpoint, key = decode_key(exp_dir, cuts_path, opts)
+    out = decode_dir(exp_dir, opts, out_root)
     old = read_stamp(out / STAMP)
     if old is not None and not overwrite:
         if is_fresh(out / STAMP, key):
-            log(f"{out} is already decoded with these settings, checkpoint and cuts: nothing to do")
+            log(already_decoded(out))
             return out
         log(f"{out} is stale ({'; '.join(changed_keys(old.get('key', {}), jsonable(key))[:4])}): decoding again")
         overwrite = True

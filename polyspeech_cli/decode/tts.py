@@ -13,20 +13,9 @@ import numpy as np
 import torch
 
 from polyspeech_cli.decode import lm_io
+from polyspeech_cli.decode.options import TTSOptions
 from polyspeech_cli.decode.search import SamplingConfig, sample
 from polyspeech_cli.errors import PolyspeechError
-
-
-@dataclass
-class TTSOptions:
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    # Output length bounds, as multiples of the expected length (the training data's speech tokens
-    # per text unit times the number of text units): a sampled eos cannot come before min_ratio.
-    min_ratio: float = 0.5
-    max_ratio: float = 2.0
-    seed: int = 0
 
 
 def find_codec(codec: Path | None, lm_exp: Path, cuts=None) -> Path:

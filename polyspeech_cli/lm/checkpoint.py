@@ -10,17 +10,13 @@ from pathlib import Path
 
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli import training
-from polyspeech_cli.training import checkpoint_step, list_checkpoints
 from polyspeech_cli.fileio import (is_state_file, legacy_checkpoint_error, load_model_file, load_state_file, read_model_meta,
                                    save_model_file)
 from polyspeech_cli.lm.config import TrainConfig
+from polyspeech_cli.lm.files import FIX, KIND, MODEL, WRITER, default_model
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.vocab import Vocab
 
-KIND = "polyspeech_lm"
-MODEL = "model.safetensors"
-_WRITER = "polyspeech train lm"
-_FIX = "train first with `polyspeech train lm`, or pass another --checkpoint"
 
 
 def rng_state(rng) -> list:
@@ -36,7 +32,7 @@ def set_rng_state(rng, state) -> None:
 
 def read_checkpoint(path: Path) -> dict:
     """A training checkpoint (no vocabulary check)."""
-    return load_state_file(path, None, "LM checkpoint", _FIX, _WRITER)
+    return load_state_file(path, None, "LM checkpoint", FIX, WRITER)
 
 
 def load_checkpoint(path: Path, vocab_fingerprint: str) -> dict:
@@ -67,21 +63,6 @@ def save_model(exp_dir: Path, model: PolySpeechLM, step: int, vocab_fingerprint:
     return path
 
 
-def default_model(exp_dir: Path) -> Path | None:
-    """What decoding loads by default: `EXP/model.safetensors` unless a checkpoint newer than the
-    run that wrote it exists (a run continuing past it), else the newest checkpoint; None when there
-    is neither. An early-stopped run's model.safetensors holds its best step, older than the run's
-    last checkpoint: it is compared by the steps the run trained, not by the step of its weights."""
-    exp_dir = Path(exp_dir)
-    ckpts = list_checkpoints(exp_dir)
-    model = exp_dir / MODEL
-    if model.is_file():
-        meta = read_model_meta(model, KIND, "LM model", _FIX, _WRITER)
-        if not ckpts or checkpoint_step(ckpts[-1]) <= int(meta.get("trained_steps", meta.get("step", 0))):
-            return model
-    return ckpts[-1] if ckpts else None
-
-
 def build_model(cfg: TrainConfig, vocab: Vocab, feat_dim: int) -> PolySpeechLM:
     return PolySpeechLM(cfg.model, vocab.size, feat_dim, len(vocab.text_units), vocab.text_offset)
 
@@ -103,7 +84,7 @@ def load_model(exp_dir: Path, checkpoint: Path | None = None) -> tuple[PolySpeec
     if is_state_file(path):
         state = load_checkpoint(path, vocab.fingerprint)
     else:  # a model file (load_model_file names anything else)
-        weights, meta = load_model_file(path, KIND, "LM model", _FIX, _WRITER)
+        weights, meta = load_model_file(path, KIND, "LM model", FIX, WRITER)
         if meta.get("vocab_fingerprint") != vocab.fingerprint:
             raise PolyspeechError(f"{path} was trained with a different vocabulary than {exp_dir / 'vocab.json'} "
                                   f"(fingerprint {meta.get('vocab_fingerprint')} != {vocab.fingerprint}): retrain, or restore vocab.json")

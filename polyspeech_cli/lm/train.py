@@ -27,7 +27,8 @@ from lhotse import CutSet
 from lhotse.dataset import SimpleCutSampler
 
 from polyspeech_cli.config import save_config, to_dict
-from polyspeech_cli.training import CsvLog, adamw, exp_dir_lock, list_checkpoints, optimizer_step, run_key
+from polyspeech_cli.fileio import list_checkpoints
+from polyspeech_cli.training import CsvLog, adamw, exp_dir_lock, optimizer_step, run_key
 from polyspeech_cli.training_loop import (
     Dev,
     EarlyStopping,
