@@ -67,14 +67,3 @@ def _evenly_spaced(cuts, keep, n: int) -> list:
     wanted = {round(i * total / n) for i in range(n)}
     labelled = (c for c in cuts if keep(c))
     return [c for j, c in enumerate(labelled) if j in wanted]
-
-
-def dev_error(task: str, metrics: dict[str, float], dev_losses: dict[str, float]) -> float | None:
-    """The early-stopping criterion of `task` (lower is better), or None when this evaluation has none."""
-    if task == "tts":
-        return dev_losses.get("tts")
-    if task == "asr":
-        cers = [metrics[k] for k in ("asr_cer", "asr_ctc_cer") if k in metrics]
-        return min(cers) if cers else None
-    return 1.0 - metrics[f"{task}_acc"] if f"{task}_acc" in metrics else None
-

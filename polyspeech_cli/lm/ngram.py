@@ -109,18 +109,20 @@ class CharNgram:
 def train_ngram(train_cuts: Path, out: Path, order: int = 6, log=print) -> Path:
     """`polyspeech train ngram`: the n-gram of the transcripts of `train_cuts` -> `out` (skipped when
     its stamp `out`.done holds the same order and cuts file)."""
-    from polyspeech_cli.data.manifest import read_cuts
-    from polyspeech_cli.lm.tasks import supervision
+    from polyspeech_cli.errors import require_file
     from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
 
     if order < 1:
         raise PolyspeechError(f"--order must be >= 1 (got {order})")
-    out = Path(out)
-    cuts = read_cuts(train_cuts, "train cuts", "run `polyspeech prepare` first, or fix --train-cuts")
-    stamp, key = out.with_name(out.name + ".done"), stamp_key({"order": order}, [train_cuts])
-    if is_fresh(stamp, key):
+    out, fix = Path(out), "run `polyspeech prepare` first, or fix --train-cuts"
+    stamp, key = out.with_name(out.name + ".done"), stamp_key({"order": order}, [require_file(Path(train_cuts), "train cuts", fix)])
+    if is_fresh(stamp, key):  # before the manifest reader (Lhotse, torch) is imported
         log(f"{out} is already trained on these cuts with order {order}: nothing to do")
         return out
+    from polyspeech_cli.data.manifest import read_cuts
+    from polyspeech_cli.lm.tasks import supervision
+
+    cuts = read_cuts(train_cuts, "train cuts", fix)
     texts = [s.text for s in (supervision(c) for c in cuts) if s is not None and s.text]
     if not texts:
         raise PolyspeechError(f"{train_cuts}: no cut has a transcript to train an n-gram on (pass the ASR training cuts)")

@@ -96,10 +96,18 @@ def plot_curves(exp_dirs: list[Path], png: Path) -> None:
     plt.close(fig)
 
 
-def final_dev_error(exp_dir: Path, task: str) -> float:
-    """The dev error (`lm.evaluate.dev_error`) of the model a run kept, from its last evaluation."""
-    from polyspeech_cli.lm.evaluate import dev_error
+def dev_error(task: str, metrics: dict[str, float], dev_losses: dict[str, float]) -> float | None:
+    """The early-stopping criterion of `task` (lower is better), or None when this evaluation has none."""
+    if task == "tts":
+        return dev_losses.get("tts")
+    if task == "asr":
+        cers = [metrics[k] for k in ("asr_cer", "asr_ctc_cer") if k in metrics]
+        return min(cers) if cers else None
+    return 1.0 - metrics[f"{task}_acc"] if f"{task}_acc" in metrics else None
 
+
+def final_dev_error(exp_dir: Path, task: str) -> float:
+    """The dev error (`dev_error`) of the model a run kept, from its last evaluation."""
     rows = [r for r in read_log(exp_dir) if r["split"] == "dev" and r["task"] == task]
     last_step = max((int(r["step"]) for r in rows if r["metric"]), default=None)
     metrics = {r["metric"]: float(r["value"]) for r in rows if r["metric"] and int(r["step"]) == last_step}

@@ -72,7 +72,8 @@ from polyspeech_cli.lm.data import (
     select_task_cuts,
     to_device,
 )
-from polyspeech_cli.lm.evaluate import dev_error, evaluate
+from polyspeech_cli.lm.evaluate import evaluate
+from polyspeech_cli.lm.summary import dev_error
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.plot import plot_losses
 from polyspeech_cli.lm.tasks import CLASS_TASKS, TASKS, check_task
