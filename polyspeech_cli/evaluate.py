@@ -32,7 +32,7 @@ from lhotse import CutSet
 from polyspeech_cli.data.manifest import read_cuts
 from polyspeech_cli.console import console
 from polyspeech_cli.decode import lm_io
-from polyspeech_cli.decode.options import DecodeOptions
+from polyspeech_cli.decode.options import ASR_LM_WEIGHT, DecodeOptions
 from polyspeech_cli.decode.run import PromptTable, decode
 from polyspeech_cli.decode.tts import SpeechBackend, find_codec, find_vocoder
 from polyspeech_cli.errors import PolyspeechError, require_dir, require_file
@@ -41,10 +41,9 @@ from polyspeech_cli.lm.tasks import GENDERS, LABEL_NAMES, TASKS, check_task, ref
 from polyspeech_cli.stamps import is_fresh, stamp_key, write_stamp
 
 # ASR decoding: the settings egs/mini chose on its dev set (beam 4, joint CTC/attention weight 0.8;
-# with an n-gram, beam 8 and its weight 0.3); the CTC part only where the model has a CTC head.
+# with an n-gram, beam 8 and its weight `ASR_LM_WEIGHT`); the CTC part only where the model has a CTC head.
 ASR_BEAM_SIZE, ASR_BEAM_SIZE_NGRAM = 4, 8
 ASR_CTC_WEIGHT = 0.8
-ASR_LM_WEIGHT = 0.3
 FBANK_TYPES = ("fbank", "kaldi-fbank")  # both are Lhotse's Kaldi-compatible Fbank (extract-tokens --type fbank)
 RESULTS_FILES = ("RESULTS.md", "scores.json", "RESULTS_confusion.png")
 

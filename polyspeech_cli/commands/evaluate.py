@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from polyspeech_cli.commands import cli_command, console
+from polyspeech_cli.decode.options import ASR_LM_WEIGHT
 
 
 @cli_command
@@ -25,7 +26,7 @@ def evaluate(
                                          "that transcribes the synthesized audio (its CER goes under the TTS result)."),
     ngram: Path | None = typer.Option(None, "--ngram", help="ASR: a character n-gram LM (`polyspeech train ngram`) fused into joint "
                                       "CTC/attention beam search, for the model's and the judge's ASR."),
-    lm_weight: float = typer.Option(0.3, "--lm-weight", help="Weight of the --ngram log probability (egs/mini's dev choice)."),
+    lm_weight: float = typer.Option(ASR_LM_WEIGHT, "--lm-weight", help="Weight of the --ngram log probability (egs/mini's dev choice)."),
 ) -> None:
     """Evaluate a trained LM on a set: features as the model's features.json says, every task it has labels for
     decoded and scored -> OUT/RESULTS.md + OUT/scores.json."""

@@ -12,6 +12,7 @@ from polyspeech_cli.lm.files import checkpoint_path
 from polyspeech_cli.stamps import is_fresh, stamp_key
 
 STAMP = "decode.json"  # written last: the directory holds a finished decode
+ASR_LM_WEIGHT = 0.3  # the n-gram's weight egs/mini chose on its dev set (README, "Decoding"): `evaluate --ngram`'s default
 
 
 @dataclass
