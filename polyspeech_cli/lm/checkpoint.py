@@ -10,13 +10,11 @@ from pathlib import Path
 
 from polyspeech_cli.errors import PolyspeechError
 from polyspeech_cli import training
-from polyspeech_cli.fileio import (is_state_file, legacy_checkpoint_error, load_model_file, load_state_file, read_model_meta,
-                                   save_model_file)
+from polyspeech_cli.fileio import is_state_file, legacy_checkpoint_error, load_model_file, load_state_file, save_model_file
 from polyspeech_cli.lm.config import TrainConfig
 from polyspeech_cli.lm.files import FIX, KIND, MODEL, WRITER, default_model
 from polyspeech_cli.lm.model import PolySpeechLM
 from polyspeech_cli.lm.vocab import Vocab
-
 
 
 def rng_state(rng) -> list:
