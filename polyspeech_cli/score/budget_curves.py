@@ -123,12 +123,14 @@ def test_errors(run: Run, system: str) -> dict[str, float]:
 def needed_budget(b1: float, err1: float, b2: float, err2: float, target: float) -> tuple[float, float | None]:
     """The exponent a of error ∝ budget^-a through two points, and the budget at which it reaches
     `target` (b2 where it is already met; None where the error did not fall)."""
+    a = math.log(err1 / err2) / math.log(b2 / b1) if 0 < err2 < err1 else 0.0
     if err2 <= target:
-        return (math.log(err1 / err2) / math.log(b2 / b1) if 0 < err2 < err1 else 0.0), b2
-    if err1 <= 0 or err2 >= err1:
-        return 0.0, None
-    a = math.log(err1 / err2) / math.log(b2 / b1)
-    return a, b2 * (err2 / target) ** (1 / a)
+        return a, b2
+    return (a, b2 * (err2 / target) ** (1 / a)) if a > 0 else (0.0, None)
+
+
+def _shown(error: float, accuracy: bool) -> str:
+    return f"{100 - error if accuracy else error:.1f}"
 
 
 def extrapolation_table(runs: list[Run], targets: dict[str, list[float]]) -> str:
@@ -147,10 +149,9 @@ def extrapolation_table(runs: list[Run], targets: dict[str, list[float]]) -> str
             accuracy = key in ("lid", "gid")
             target = 100 - values[i] if accuracy else values[i]
             a, budget = needed_budget(lo.budget, e_lo[key], hi.budget, e_hi[key], target)
-            shown = (lambda e: f"{100 - e:.1f}") if accuracy else (lambda e: f"{e:.1f}")
             what = f"{key.upper()} accuracy ≥ {values[i]:g}%" if accuracy else f"ASR CER ({key}) ≤ {values[i]:g}%"
             reach = "not falling" if budget is None else ("met" if e_hi[key] <= target else f"{budget:.0f}")
-            lines.append(f"| {what} | {system} | {shown(e_lo[key])} | {shown(e_hi[key])} | {a:.2f} | {reach} |")
+            lines.append(f"| {what} | {system} | {_shown(e_lo[key], accuracy)} | {_shown(e_hi[key], accuracy)} | {a:.2f} | {reach} |")
     return "\n".join(lines) + "\n"
 
 
