@@ -227,6 +227,36 @@ def test_sampling_keeps_each_position_in_its_range_and_each_row_to_its_min_lengt
     assert 0 in lengths and 4 in lengths  # eos was taken as early as each row allows
 
 
+class LoopSession:
+    """A fake LM over 5 tokens (0 = eos) that always prefers token 2, by a hair: greedy loops on it."""
+
+    def __init__(self, n: int) -> None:
+        self.logits = torch.tensor([-9.0, 0.9, 1.0, 0.9, 0.9]).expand(n, -1)
+
+    def prefill(self) -> torch.Tensor:
+        return self.logits.clone()
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.logits.clone()
+
+
+def test_repetition_aware_sampling_breaks_loops_only_where_the_window_repeats():
+    """VALL-E 2's repetition-aware sampling: the filtered draw (here greedy) stands unless it
+    already makes more than `threshold` of the row's last `window` tokens; then it is redrawn from
+    the whole distribution."""
+    allowed = lambda t: (1, 5, True)
+    g = lambda: torch.Generator().manual_seed(0)
+    greedy_loop = sample(LoopSession(3), [60] * 3, [60] * 3, allowed, 0, SamplingConfig(top_k=1), g())
+    assert all(row == [2] * 60 for row in greedy_loop)
+    w, thr = 5, 0.2
+    out = sample(LoopSession(3), [60] * 3, [60] * 3, allowed, 0, SamplingConfig(top_k=1, repetition_window=w, repetition_threshold=thr), g())
+    for row in out:
+        assert len(row) == 60 and 0.2 < row.count(2) / len(row) < 0.8  # loops broken, greedy's token still the commonest kind
+        for t, tok in enumerate(row):
+            if row[max(0, t - w) : t].count(2) <= thr * w:
+                assert tok == 2  # the filtered draw stands where the window does not repeat it
+
+
 def test_cached_equals_recompute(system, random_lm):
     lm, items = random_lm, _items(system)
     lo, hi = output_range(lm.vocab, "asr")
@@ -578,6 +608,36 @@ def test_oracle_tokens_resynthesize_each_cuts_own_tokens(system, run_cli):
         assert abs(rows[cut.id]["duration"] - frames * 0.02) < 0.03
     r = run_cli("decode", "--task", "asr", "--oracle", "tokens", "--exp-dir", exp, "--cuts", cuts)
     assert r.exit_code == 1 and "--task tts" in r.output
+
+
+def test_oracle_teacher_is_the_lms_argmax_given_the_real_history(system, run_cli):
+    """`--oracle teacher`: every position's most likely token (in its book's range) given the real
+    tokens before it, as the KV-cached decoder computes it step by step; batched = one row alone."""
+    from lhotse import CutSet
+
+    from polyspeech_cli.decode.tts import teacher_forced_speech
+    from polyspeech_cli.score.results import read_results
+
+    exp, cuts, lm = system["exp"], system["cuts"], system["lm"]
+    off, size, k = lm_io.speech_layout(lm)
+    cut_list = list(CutSet.from_file(cuts))[:3]
+    texts = [lm_io.cut_item(lm, "tts", c)["text_ids"] for c in cut_list]
+    real = [lm.vocab.speech_ids(c.load_custom("sset")) for c in cut_list]
+    batched = teacher_forced_speech(lm, texts, real)
+    for text, ids, got in zip(texts, real, batched):
+        assert teacher_forced_speech(lm, [text], [ids])[0] == got
+        session = lm_io.Session(lm, lm_io.build_batch(lm, "tts", [{"text_ids": text}]))
+        logits, want = session.prefill(), []
+        for j, tok in enumerate(ids):
+            lo = off + (j % k) * size
+            want.append(lo + int(logits[0, lo : lo + size].argmax()))
+            logits = session.step(torch.tensor([tok]))
+        assert got == want
+    r = run_cli("decode", "--task", "tts", "--oracle", "teacher", "--set-name", "teacher", "--exp-dir", exp, "--cuts", cuts, "--batch-size", "4")
+    assert r.exit_code == 0, r.output
+    rows = {row["id"]: row for row in read_results(exp / "decode_tts_teacher")[1]}
+    for cut in CutSet.from_file(cuts):
+        assert rows[cut.id]["num_tokens"] == cut.load_custom("sset").shape[0] * k  # as long as the real tokens
 
 
 @pytest.mark.parametrize("oracle", ["books:1", "features", "mel"])

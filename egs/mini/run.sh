@@ -29,7 +29,7 @@ corpus_dir=corpus/synth
 conf=../../conf        # the YAML configs (tiny CPU ones by default)
 # The TTS back end's loss-waterfall rows (decode --oracle; resynth = tokens, always needed: the back-end
 # upper bound). Each row is a TTS decode, a judge transcription and SECS/MCD scoring (stages 5 and 6).
-waterfall="mel features resynth books:2 books:4"
+waterfall="mel features resynth books:2 books:4 teacher"
 peer=false            # stage 7 (opt-in): the ESPnet peer (../shared/tools/espnet_peer) on the same split, for lm_asr's training minutes
 shared=${POLYSPEECH_SHARED:-../../../shared}
 . ../../utils/parse_options.sh
@@ -43,10 +43,10 @@ lm_opts=(--config "$conf/lm_tiny.yaml" --speech-tokens sset)
 lm_steps=${lm_steps:-$(scaled_steps "$conf/lm_tiny.yaml")}
 # Decoding settings chosen on the dev split (README, "Recipes" and "Decoding"): joint CTC/attention weight
 # 0.8, beam 8 with the character 6-gram of the training transcripts fused at weight 0.3, and TTS
-# temperature 1.0, for both systems.
+# nucleus 0.5 with repetition-aware sampling (window 10) at temperature 1.0, for both systems.
 ngram=$exp_dir/ngram/ngram.json
 asr_decode_opts=(--beam-size 8 --ctc-weight 0.8 --ngram "$ngram" --lm-weight 0.3)
-tts_decode_opts=(--temperature 1.0)
+tts_decode_opts=(--temperature 1.0 --top-p 0.5 --repetition-window 10)
 kmeans_k=2048
 if [ "$quick" = true ]; then
   waterfall="mel resynth"
@@ -116,6 +116,7 @@ waterfall_label() {  # what the judge hears in each row
     features) echo "real fbank -> speech decoder -> vocoder" ;;
     resynth) echo "real SSET tokens, the LM's $lm_books book(s) -> codec decoder -> speech decoder -> vocoder" ;;
     books:*) echo "real SSET tokens, ${1#books:} books -> codec decoder -> ..." ;;
+    teacher) echo "LM tokens, teacher-forced (the multitask LM's most likely token given the real history)" ;;
   esac
 }
 resynthesize_test() {  # each waterfall row's audio: decode_tts_test_<row> in lm_multi

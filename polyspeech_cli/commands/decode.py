@@ -11,10 +11,13 @@ from polyspeech_cli.commands import cli_command, console
 
 _TEMP = typer.Option(1.0, help="TTS: sampling temperature.")
 _TOPK = typer.Option(0, help="TTS: sample among the k most likely tokens (0 = all).")
-_TOPP = typer.Option(1.0, help="TTS: nucleus sampling mass (1 = off).")
+_TOPP = typer.Option(0.5, help="TTS: nucleus sampling mass (1 = off).")
 _MINR = typer.Option(0.5, help="TTS: min length, x the expected length (training speech tokens per text unit x text units).")
 _MAXR = typer.Option(2.0, help="TTS: max length, x the expected length.")
 _SEED = typer.Option(0, help="TTS: sampling seed.")
+_RASW = typer.Option(10, help="TTS: repetition-aware sampling window (VALL-E 2): a token already over --repetition-threshold "
+                     "of the last N is redrawn from the whole distribution (0 = off).")
+_RAST = typer.Option(0.1, help="TTS: repetition-aware sampling threshold (share of the window).")
 _CODEC = typer.Option(None, help="TTS: SSET codec dir/checkpoint (default: from the cuts' sset.json, else EXP/../codec).")
 _VOCODER = typer.Option(None, help="TTS: speech decoder exp dir (default EXP/../vocoder).")
 
@@ -44,7 +47,7 @@ def decode(
     codec: Path | None = _CODEC,
     vocoder: Path | None = _VOCODER,
     temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, min_ratio: float = _MINR, max_ratio: float = _MAXR,
-    seed: int = _SEED,
+    seed: int = _SEED, repetition_window: int = _RASW, repetition_threshold: float = _RAST,
     oracle: str | None = typer.Option(None, "--oracle", help="TTS: feed the back end each cut's real data instead of sampled "
                                       "tokens, one row of its loss waterfall (use another --set-name): tokens (the LM's books of the "
                                       "real SSET tokens), books:K (the first K real books), features (the real features into the "
@@ -60,7 +63,7 @@ def decode(
     opts = DecodeOptions(task=task, set_name=set_name, batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty,
                          ctc_weight=ctc_weight, max_len_ratio=max_len_ratio, ngram=str(ngram) if ngram else None, lm_weight=lm_weight,
                          checkpoint=str(checkpoint) if checkpoint else None,
-                         tts=TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed),
+                         tts=TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed, repetition_window, repetition_threshold),
                          prompt=str(prompt) if prompt else None, codec=str(codec) if codec else None,
                          vocoder=str(vocoder) if vocoder else None, oracle=oracle or ("tokens" if oracle_tokens else None))
     if not overwrite and (done := finished_decode(exp_dir, cuts, opts)) is not None:  # before torch is imported
@@ -109,7 +112,7 @@ def synthesize(
     codec: Path | None = typer.Option(None, help="SSET codec dir/checkpoint (default MODEL/../codec)."),
     vocoder: Path | None = typer.Option(None, help="Speech decoder exp dir (default MODEL/../vocoder)."),
     temperature: float = _TEMP, top_k: int = _TOPK, top_p: float = _TOPP, min_ratio: float = _MINR, max_ratio: float = _MAXR,
-    seed: int = _SEED,
+    seed: int = _SEED, repetition_window: int = _RASW, repetition_threshold: float = _RAST,
     checkpoint: Path | None = typer.Option(None, help="LM checkpoint (default: the newest)."),
     threads: int = typer.Option(1, help="torch CPU threads."),
 ) -> None:
@@ -118,7 +121,7 @@ def synthesize(
     from polyspeech_cli.decode.run import synthesize as run
 
     _threads(threads)
-    path = run(model, text, lang, prompt, out, codec, vocoder, TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed), checkpoint)
+    path = run(model, text, lang, prompt, out, codec, vocoder, TTSOptions(temperature, top_k, top_p, min_ratio, max_ratio, seed, repetition_window, repetition_threshold), checkpoint)
     console.print(f"wrote {path}")
 
 

@@ -17,14 +17,19 @@ ASR_LM_WEIGHT = 0.3  # the n-gram's weight egs/mini chose on its dev set (README
 
 @dataclass
 class TTSOptions:
+    # Nucleus 0.5 + repetition-aware sampling (window 10): chosen on the egs/mini dev split (README,
+    # "Decoding"): plain sampling drifts on its own errors, greedy loops.
     temperature: float = 1.0
     top_k: int = 0
-    top_p: float = 1.0
+    top_p: float = 0.5
     # Output length bounds, as multiples of the expected length (the training data's speech tokens
     # per text unit times the number of text units): a sampled eos cannot come before min_ratio.
     min_ratio: float = 0.5
     max_ratio: float = 2.0
     seed: int = 0
+    # Repetition-aware sampling (decode/search.py SamplingConfig; 0 = off).
+    repetition_window: int = 10
+    repetition_threshold: float = 0.1
 
 
 @dataclass

@@ -30,6 +30,7 @@ from polyspeech_cli.decode.tts import (
     find_codec,
     find_vocoder,
     generate_speech,
+    teacher_forced_speech,
 )
 from polyspeech_cli.errors import PolyspeechError, require_file
 from polyspeech_cli.fileio import atomic_dir
@@ -153,10 +154,10 @@ def decode(exp_dir: Path, cuts_path: Path, opts: DecodeOptions, overwrite: bool 
                 table.prompt(c)  # a speaker without another utterance -> error now
         for c in targets():
             lm_io.cut_item(lm, "tts", c)  # empty text, unknown language -> error now
-            if oracle is not None and oracle.kind != "tokens":
+            if oracle is not None and not oracle.from_lm_tokens:
                 backend.check_oracle(oracle, c, cuts_path)
             elif oracle is not None and not c.has_custom(lm.cfg.data.speech_tokens):
-                raise PolyspeechError(f"--oracle tokens: cut '{c.id}' in {cuts_path} has no '{lm.cfg.data.speech_tokens}' tokens "
+                raise PolyspeechError(f"--oracle {oracle.kind}: cut '{c.id}' in {cuts_path} has no '{lm.cfg.data.speech_tokens}' tokens "
                                       f"(pass cuts from `polyspeech extract-tokens --type {lm.cfg.data.speech_tokens}`)")
 
     with atomic_dir(out) as tmp:
@@ -209,8 +210,10 @@ def _run(lm, opts: DecodeOptions, cuts, total: int, tmp: Path, out: Path, backen
                         rows.append({"id": c.id, "task": opts.task, "ref": ref, "hyp": max(post, key=post.get), "posterior": post})
                 else:
                     if oracle is not None:
-                        ids = [lm.vocab.speech_ids(c.load_custom(lm.cfg.data.speech_tokens)) if oracle.kind == "tokens" else []
+                        ids = [lm.vocab.speech_ids(c.load_custom(lm.cfg.data.speech_tokens)) if oracle.from_lm_tokens else []
                                for c in chunk]
+                        if oracle.kind == "teacher":
+                            ids = teacher_forced_speech(lm, [it["text_ids"] for it in items], ids)
                     else:
                         ids = generate_speech(lm, [it["text_ids"] for it in items], opts.tts, gen)
                     for c, tok in zip(chunk, ids):
@@ -222,7 +225,7 @@ def _run(lm, opts: DecodeOptions, cuts, total: int, tmp: Path, out: Path, backen
                             p = prompts.prompt(c)
                             wave, sr, name = cut_audio(p), p.sampling_rate, f"prompt cut '{p.id}'"
                             prompt_name = p.id
-                        if oracle is None or oracle.kind == "tokens":
+                        if oracle is None or oracle.from_lm_tokens:
                             audio = backend.to_wave(tok, wave, sr, name)
                         else:
                             audio = backend.oracle_wave(oracle, c, wave, sr, name)

@@ -120,6 +120,11 @@ class SamplingConfig:
     temperature: float = 1.0
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
+    # Repetition-aware sampling (VALL-E 2): a token drawn with the filters above that already makes
+    # more than `repetition_threshold` of the row's last `repetition_window` tokens is drawn again
+    # from the whole distribution (temperature only). Near-greedy filters then cannot loop.
+    repetition_window: int = 0  # 0 = off
+    repetition_threshold: float = 0.1
 
 
 def filter_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
@@ -146,6 +151,7 @@ def sample(session, min_new: list[int], max_new: list[int], allowed: Callable[[i
     out: list[list[int]] = [[] for _ in range(n)]
     done = torch.tensor([m <= 0 for m in max_new])
     min_new_t = torch.tensor(min_new)
+    recent = torch.full((n, cfg.repetition_window), -1, dtype=torch.long)  # each row's last tokens (-1 = none yet)
     for t in range(max(max_new, default=0)):
         lo, hi, eos_ok = allowed(t)
         logits = restrict(logits, lo, hi, eos)
@@ -155,6 +161,11 @@ def sample(session, min_new: list[int], max_new: list[int], allowed: Callable[[i
             logits[:, eos] = NEG
         probs = filter_logits(logits, cfg).softmax(-1)
         tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        if cfg.repetition_window > 0:
+            repeated = (recent == tok[:, None]).sum(1) > cfg.repetition_threshold * cfg.repetition_window
+            anew = torch.multinomial((logits / max(cfg.temperature, 1e-5)).softmax(-1), 1, generator=generator)[:, 0]
+            tok = torch.where(repeated & (tok != eos), anew, tok)
+            recent = torch.cat([recent[:, 1:], tok[:, None]], dim=1)
         if _append(tok, out, done, eos, max_new):
             break
         logits = session.step(torch.where(done, torch.full_like(tok, eos), tok))  # finished rows idle on eos

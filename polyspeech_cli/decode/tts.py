@@ -16,6 +16,8 @@ from polyspeech_cli.decode import lm_io
 from polyspeech_cli.decode.options import TTSOptions
 from polyspeech_cli.decode.search import SamplingConfig, sample
 from polyspeech_cli.errors import PolyspeechError
+from polyspeech_cli.lm.data import to_device
+from polyspeech_cli.lm.tasks import make_batch
 
 
 def find_codec(codec: Path | None, lm_exp: Path, cuts=None) -> Path:
@@ -140,8 +142,9 @@ def real_books(cut) -> np.ndarray:
     return codes[:, None] if codes.ndim == 1 else codes
 
 
-ORACLE_HELP = ("tokens (the LM's books of the real SSET tokens), books:K (the first K real books), features (the real "
-               "features into the speech decoder) or mel (the real audio's mel into the vocoder alone)")
+ORACLE_HELP = ("tokens (the LM's books of the real SSET tokens), teacher (the LM's most likely token at each position given the "
+               "real history), books:K (the first K real books), features (the real features into the speech decoder) or mel "
+               "(the real audio's mel into the vocoder alone)")
 
 
 @dataclass(frozen=True)
@@ -149,17 +152,39 @@ class Oracle:
     """Which real data replaces the LM's sampled tokens in a TTS decode: one row of the back end's
     loss waterfall (README "Speech decoder")."""
 
-    kind: str  # tokens | books | features | mel
+    kind: str  # tokens | teacher | books | features | mel
     books: int = 0
+
+    @property
+    def from_lm_tokens(self) -> bool:
+        """Whether this row's audio comes from LM-layout token ids (the codec decoder and on)."""
+        return self.kind in ("tokens", "teacher")
 
     @classmethod
     def parse(cls, spec: str) -> "Oracle":
         kind, _, k = spec.partition(":")
-        if kind in ("tokens", "features", "mel") and not k:
+        if kind in ("tokens", "teacher", "features", "mel") and not k:
             return cls(kind)
         if kind == "books" and k.isdigit() and int(k) >= 1:
             return cls("books", int(k))
         raise PolyspeechError(f"--oracle {spec}: expected {ORACLE_HELP}")
+
+
+@torch.no_grad()
+def teacher_forced_speech(lm: lm_io.LoadedLM, text_ids: list[list[int]], real_ids: list[list[int]]) -> list[list[int]]:
+    """The LM's most likely speech token at every position given the *real* token history (one
+    forward pass, as in training): what the LM knows of the content without the drift of its own
+    samples. Each position is restricted to its codebook's range."""
+    off, size, k = lm_io.speech_layout(lm)
+    batch = to_device(make_batch(lm.vocab, "tts", [{"text_ids": t} for t in text_ids], real_ids), next(lm.model.parameters()).device)
+    h, _, spans = lm.model.hidden(batch)
+    out = []
+    for i, ((_, end), ids) in enumerate(zip(spans, real_ids)):
+        logits = lm.model.llm.lm_head(h[i, end : end + len(ids)]).float()  # position end + j predicts output token j
+        book = torch.arange(len(ids), device=logits.device) % k
+        local = logits[:, off : off + k * size].reshape(len(ids), k, size)[torch.arange(len(ids)), book]
+        out.append((off + book * size + local.argmax(-1)).tolist())
+    return out
 
 
 def generate_speech(lm: lm_io.LoadedLM, text_ids: list[list[int]], opts: TTSOptions, generator: torch.Generator,
@@ -177,5 +202,5 @@ def generate_speech(lm: lm_io.LoadedLM, text_ids: list[list[int]], opts: TTSOpti
         return off + c * size, off + (c + 1) * size, c == 0
 
     batch = lm_io.build_batch(lm, "tts", [{"text_ids": t} for t in text_ids])
-    cfg = SamplingConfig(opts.temperature, opts.top_k, opts.top_p)
+    cfg = SamplingConfig(opts.temperature, opts.top_k, opts.top_p, opts.repetition_window, opts.repetition_threshold)
     return sample(lm_io.Session(lm, batch, use_cache), min_new, max_new, allowed, lm.vocab.eos, cfg, generator)

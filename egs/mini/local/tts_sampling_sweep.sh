@@ -4,14 +4,18 @@
 # judge of the recipe (the ASR model with the lower dev error) transcribes them, and `score` writes
 # one table (judge CER, SECS, MCD) per setting. Needs stages 0-4 of run.sh.
 #
-#   bash local/tts_sampling_sweep.sh --lm multi --settings "t1:--temperature,1.0 k20:--top-k,20"
+#   bash local/tts_sampling_sweep.sh --lm tts --settings "plain:--top-p,1.0,--repetition-window,0 p05_ras10:--top-p,0.5,--repetition-window,10"
 #
-# A setting is NAME:OPT,VALUE,OPT,VALUE (options of `polyspeech decode`).
+# A setting is NAME:OPT,VALUE,OPT,VALUE (options of `polyspeech decode`; unset ones take decode's defaults:
+# nucleus 0.5 with repetition-aware sampling, window 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 lm=multi
-settings="t1:--temperature,1.0 t1_k20:--temperature,1.0,--top-k,20 t1_p09:--temperature,1.0,--top-p,0.9 t07_k50:--temperature,0.7,--top-k,50"
+plain="--top-p,1.0,--repetition-window,0"
+settings="t1:$plain t1_k20:$plain,--top-k,20 t1_p09:--top-p,0.9,--repetition-window,0 t07_k50:$plain,--temperature,0.7,--top-k,50
+  k1:$plain,--top-k,1 k3:$plain,--top-k,3 p08_ras10:--top-p,0.8 p05_ras10:--top-p,0.5 p02_ras10:--top-p,0.2 k1_ras10:--top-k,1,--top-p,1.0
+  p05_ras10_t02:--top-p,0.5,--repetition-threshold,0.2 p05_ras20:--top-p,0.5,--repetition-window,20"
 num_cuts=64
 nj=2
 data_dir=data
