@@ -73,8 +73,10 @@ def _sweep(root: Path) -> Path:
     exp = root / "dev"
     for v in ("d0.1", "d0.1+sa"):
         (exp / f"lm_{v}").mkdir(parents=True)
+        fused = {"decode_asr_so_dev_ngram0.3": {"cer": {"all": 0.2012}, "wer": {"all": 0.4}},
+                 "decode_asr_so_dev_ngram0.5": {"cer": {"all": 0.1987}, "wer": {"all": 0.4}}} if v == "d0.1" else {}
         (exp / f"lm_{v}/scores.json").write_text(json.dumps({
-            "decode_asr_so_dev": {"cer": {"all": 0.23456}, "wer": {"all": 0.5}},
+            **fused, "decode_asr_so_dev": {"cer": {"all": 0.23456}, "wer": {"all": 0.5}},
             "decode_gid_dev": {"accuracy": 0.84, "matrix": [[10, 2], [2, 11]], "labels": ["F", "M"]}}))
         rows = [{"step": 100, "split": "train", "elapsed_s": 100.4}, {"step": 100, "split": "dev", "ce": 2.5, "metric": "gid_acc", "value": 0.6},
                 {"step": 600, "split": "dev", "ce": 1.25, "metric": "asr_cer", "value": 0.41},
@@ -91,9 +93,9 @@ def test_dev_tables_asr_and_gid(tmp_path, run_cli):
     variants = ["d0.1", "d0.1+sa", "d0.2"]
     asr = write_dev_table("asr", exp, "speechocean", "1800", tmp_path / "asr.md", variants)
     assert asr.startswith("# egs/real dev sweep: single-task ASR on speechocean762 (speechocean train set, 1800 steps)\n")
-    assert asr.endswith("| d0.1 | 23.5 | 50.0 | 1812 | 1800 | 1.250 @ 600 | 1.750 | 0.410 / 0.450 |\n"
-                        "| d0.1+sa | 23.5 | 50.0 | 1812 | 1800 | 1.000 @ 1200 | 1.000 | 0.410 / nan |\n"
-                        "| d0.2 | (not run) | | | | | | |\n")
+    assert asr.endswith("| d0.1 | 23.5 | 50.0 | 1812 | 1800 | 1.250 @ 600 | 1.750 | 0.410 / 0.450 | 0.3: 20.1, 0.5: 19.9 |\n"
+                        "| d0.1+sa | 23.5 | 50.0 | 1812 | 1800 | 1.000 @ 1200 | 1.000 | 0.410 / nan | – |\n"
+                        "| d0.2 | (not run) | | | | | | | |\n")
     gid = write_dev_table("gid", exp, "union", "600", tmp_path / "gid.md", variants)
     assert gid.endswith("|---|---|---|---|---|\n| d0.1 | 84.0 | [[10, 2], [2, 11]] (F/M) | 1812 | 0.60 0.80 |\n"
                         "| d0.1+sa | 84.0 | [[10, 2], [2, 11]] (F/M) | 1812 | 0.60 0.80 |\n| d0.2 | (not run) | | | |\n")

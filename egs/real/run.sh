@@ -29,6 +29,8 @@ peer_steps=1500       # ... and our single-task ASR LM's steps for the same minu
 peer_conf=conf/lm_asr_peer.yaml   # stage 8: our ASR LM's settings (chosen on dev by local/dev_check.sh)
 asr_judge=""          # stages 5-6: whisper:DIR, an independent Whisper judge of all TTS audio beside the LM judge (pip install -e '.[whisper]'): $exp_dir/judge_whisper, $exp_dir/score/<src>/whisper/RESULTS.md
 peer_speed_perturb=0.9,1.1   # stage 8: speed-perturbed copies of the 10 speakers' cuts in our training set ("" = none; chosen on dev)
+peer_lm_weight=0.3    # stage 8: our ASR decodes with beam 8 and a character 6-gram of the 10 speakers' transcripts at this weight
+                      # (chosen on speechocean762's dev speakers: local/dev_check.sh --ngram-weights); 0 = beam 4, no n-gram
 data_dir=data
 exp_dir=exp
 results=RESULTS.md
@@ -305,6 +307,13 @@ if stage_on 8; then
       ours_train+=("$data_dir/fbank/speechocean762_train_sp_cuts_train.jsonl.gz" "$data_dir/fbank/speechocean762_train_sp_cuts_dev.jsonl.gz")
     fi
     combine_cuts "$out/ours_cuts_train.jsonl.gz" "${ours_train[@]}"
+    peer_decode_opts=("${asr_decode_opts[@]}") ours_decoding="beam 4, CTC weight 0.8"
+    if [ "$peer_lm_weight" != 0 ]; then  # the text LM: the training transcripts (the speed-perturbed copies add no text)
+      combine_cuts "$out/ngram/text_cuts.jsonl.gz" "$data_dir/speechocean762_train_cuts_train.jsonl.gz" "$data_dir/speechocean762_train_cuts_dev.jsonl.gz"
+      polyspeech train ngram --train-cuts "$out/ngram/text_cuts.jsonl.gz" --out "$out/ngram/ngram.json" --order 6
+      peer_decode_opts=(--beam-size 8 --ctc-weight 0.8 --ngram "$out/ngram/ngram.json" --lm-weight "$peer_lm_weight")
+      ours_decoding="beam 8, CTC weight 0.8, the training transcripts' character 6-gram at $peer_lm_weight"
+    fi
     # The peer and our timed training skip on stamps (utils/recipe_lib.sh stamp_fresh): the same
     # minutes / settings and unchanged inputs (peer_manifest.py rewrites a manifest only when it changes).
     peer_inputs=("$peer_dir/run_peer.sh" "$out/tsv/train/manifest.tsv" "$out/tsv/test/manifest.tsv")
@@ -326,7 +335,7 @@ if stage_on 8; then
         stamp_write "$out/lm_asr/.train_seconds.stamp.json" "asr, $peer_steps steps" "$out/lm_asr/train_seconds" "${ours_inputs[@]}"
       fi
       polyspeech decode --task asr --exp-dir "$out/lm_asr" --cuts "$data_dir/fbank/speechocean762_train_cuts_test.jsonl.gz" \
-        --set-name so_test "${asr_decode_opts[@]}"
+        --set-name so_test "${peer_decode_opts[@]}"
       polyspeech score "$out/lm_asr/decode_asr_so_test" --out "$out/lm_asr/RESULTS.md"
     }
     lane "$out/espnet.log" run_espnet
@@ -336,7 +345,7 @@ if stage_on 8; then
     polyspeech peer-table --peer-summary "$out/espnet/decode_test/summary.json" --ours-decode "$out/lm_asr/decode_asr_so_test" \
       --ours-exp "$out/lm_asr" --ours-train-seconds "$out/lm_asr/train_seconds" --score-out "$out/lm_asr/score_jiwer.json" \
       --train-desc "speechocean762's 10 non-test speakers, $(($(wc -l < "$out/tsv/train/manifest.tsv") - 1)) utts" \
-      --ours-desc "\`$peer_conf\`, $peer_steps steps$([ -z "$peer_speed_perturb" ] || echo ", speed-perturbed copies $peer_speed_perturb"), beam 4, CTC weight 0.8" \
+      --ours-desc "\`$peer_conf\`, $peer_steps steps$([ -z "$peer_speed_perturb" ] || echo ", speed-perturbed copies $peer_speed_perturb"), $ours_decoding" \
       --out "$out/peer_table.md"
     [ -d "$exp_dir/score" ] && assemble
   fi

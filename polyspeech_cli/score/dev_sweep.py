@@ -33,27 +33,31 @@ def _asr_head(train_set: str, steps: str) -> list[str]:
             "beam 4, CTC weight 0.8; CER without spaces, as `polyspeech score`). `dev CE min @ step`: the lowest dev "
             "cross-entropy of the run and when (a later rise = memorising the train set); `train s`: the training loop's "
             "seconds (train_log.csv), two runs side by side on the 2-core CPU, 1 thread each (other load on the machine varies).", "",
-            "| variant | dev CER % | dev WER % | train s | steps | dev CE min @ step | dev CE last | greedy attention / CTC CER at the end |",
-            "|---|---|---|---|---|---|---|---|"]
+            "`beam 8 + 6-gram`: the same model decoded with beam 8 and a character 6-gram of its training transcripts fused at "
+            "each weight (`--ngram-weights`; dev CER %).", "",
+            "| variant | dev CER % | dev WER % | train s | steps | dev CE min @ step | dev CE last | greedy attention / CTC CER at the end "
+            "| beam 8 + 6-gram |",
+            "|---|---|---|---|---|---|---|---|---|"]
 
 
-def _gid_row(v: str, s: dict, rows: list[dict], train: list[dict]) -> str:
+def _gid_row(v: str, s: dict, rows: list[dict], train: list[dict], fused: dict[str, float]) -> str:
     curve = " ".join(f"{float(r['value']):.2f}" for r in rows if r["metric"] == "gid_acc")
     return f"| {v} | {100 * s['accuracy']:.1f} | {s['matrix']} ({'/'.join(s['labels'])}) | {float(train[-1]['elapsed_s']):.0f} | {curve} |"
 
 
-def _asr_row(v: str, s: dict, rows: list[dict], train: list[dict]) -> str:
+def _asr_row(v: str, s: dict, rows: list[dict], train: list[dict], fused: dict[str, float]) -> str:
     dev_ce = [(float(r["ce"]), int(r["step"])) for r in rows if r["split"] == "dev" and r["ce"]]
     ev = {r["metric"]: float(r["value"]) for r in rows if r["split"] == "dev" and r["metric"] in ("asr_cer", "asr_ctc_cer")}
     lo = min(dev_ce) if dev_ce else (NAN, 0)
     return (f"| {v} | {100 * s['cer']['all']:.1f} | {100 * s['wer']['all']:.1f} | {float(train[-1]['elapsed_s']):.0f} | "
             f"{train[-1]['step']} | {lo[0]:.3f} @ {lo[1]} | {dev_ce[-1][0] if dev_ce else NAN:.3f} | "
-            f"{ev.get('asr_cer', NAN):.3f} / {ev.get('asr_ctc_cer', NAN):.3f} |")
+            f"{ev.get('asr_cer', NAN):.3f} / {ev.get('asr_ctc_cer', NAN):.3f} | "
+            f"{', '.join(f'{w}: {100 * cer:.1f}' for w, cer in fused.items()) or '–'} |")
 
 
 # task -> (heading lines, row of a finished variant, the dev decode in its scores.json, its fields, the `(not run)` row's blanks)
 SWEEPS: dict[str, tuple[Callable, Callable, str, tuple[str, ...], int]] = {
-    "asr": (_asr_head, _asr_row, "decode_asr_so_dev", ("cer", "wer"), 6),
+    "asr": (_asr_head, _asr_row, "decode_asr_so_dev", ("cer", "wer"), 7),
     "gid": (_gid_head, _gid_row, "decode_gid_dev", ("accuracy", "matrix", "labels"), 3),
 }
 
@@ -68,6 +72,13 @@ def _dev_scores(d: Path, decode: str, fields: tuple[str, ...]) -> dict:
     if not isinstance(s, dict) or any(k not in s for k in fields):
         raise PolyspeechError(f"{path}: no {decode} scores (needs {', '.join(fields)}); re-run `polyspeech score {d / decode}`")
     return s
+
+
+def _fused(d: Path, decode: str) -> dict[str, float]:
+    """{n-gram weight: overall CER} of the variant's `<decode>_ngram<W>` decodes (dev_check.sh --ngram-weights)."""
+    scores = json.loads((d / "scores.json").read_text(encoding="utf-8"))
+    prefix = f"{decode}_ngram"
+    return {k.removeprefix(prefix): v["cer"]["all"] for k, v in scores.items() if k.startswith(prefix)}
 
 
 def dev_table(task: str, exp_dir: Path, train_set: str, steps: str, variants: list[str]) -> str:
@@ -86,7 +97,7 @@ def dev_table(task: str, exp_dir: Path, train_set: str, steps: str, variants: li
             lines.append(f"| {v} | (not run) |" + " |" * blanks)
             continue
         s = _dev_scores(d, decode, fields)
-        lines.append(row(v, s, read_log(d), train_rows(d)))
+        lines.append(row(v, s, read_log(d), train_rows(d), _fused(d, decode)))
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,11 @@
 #
 #   bash local/dev_check.sh [--steps 1800] [--train-set speechocean|union] [--variants "d0.1 d0.1+sa d0.1+ls d0.1+sp"]
 #   bash local/dev_check.sh --table-only true --variants "..."   # only (re)write the table of finished variants
+#   bash local/dev_check.sh --steps 1500 --variants "d0.3+sa+sp" --ngram-weights "0.3 0.5" --table local/dev_check_ngram.md
+#
+# --ngram-weights "W ...": each ASR variant is also decoded with beam 8, CTC weight 0.8 and a character
+# 6-gram of its training transcripts fused at each weight (egs/mini's decoding, README "Decoding"); the
+# table gets a column per weight.
 #
 # A variant is `dN` (model.dropout N) followed by any of `+sa` (SpecAugment: 2 frequency masks of
 # up to 27 bins, 2 time masks of up to 5% of the frames), `+ls` (label smoothing 0.1) and `+sp`
@@ -34,6 +39,7 @@ exp_dir=exp/dev_check
 lm_conf=conf/lm_real.yaml
 table=local/dev_check.md
 table_only=false
+ngram_weights=""
 . ../../utils/parse_options.sh
 . ../../utils/recipe_lib.sh
 
@@ -105,11 +111,17 @@ run_variant() {  # run_variant NAME
     polyspeech score "$exp_dir/lm_$v/decode_gid_dev" --out "$exp_dir/lm_$v/RESULTS.md"
   else
     polyspeech decode --task asr --exp-dir "$exp_dir/lm_$v" --cuts "$dev" --set-name so_dev --beam-size 4 --ctc-weight 0.8
-    polyspeech score "$exp_dir/lm_$v/decode_asr_so_dev" --out "$exp_dir/lm_$v/RESULTS.md"
+    for w in $ngram_weights; do
+      polyspeech decode --task asr --exp-dir "$exp_dir/lm_$v" --cuts "$dev" --set-name "so_dev_ngram$w" --beam-size 8 \
+        --ctc-weight 0.8 --ngram "$exp_dir/ngram/ngram.json" --lm-weight "$w"
+    done
+    polyspeech score "$exp_dir/lm_$v/decode_asr_so_dev" $(for w in $ngram_weights; do echo "$exp_dir/lm_$v/decode_asr_so_dev_ngram$w"; done) \
+      --out "$exp_dir/lm_$v/RESULTS.md"
   fi
 }
 if [ "$table_only" != true ]; then
   export OMP_NUM_THREADS=1
+  [ -z "$ngram_weights" ] || [ "$task" = gid ] || polyspeech train ngram --train-cuts "$base_train" --out "$exp_dir/ngram/ngram.json" --order 6
   for v in $variants; do lane "$exp_dir/lm_$v.log" run_variant "$v"; done
   wait_lanes
 fi
