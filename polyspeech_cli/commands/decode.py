@@ -50,7 +50,8 @@ def decode(
     seed: int = _SEED, repetition_window: int = _RASW, repetition_threshold: float = _RAST,
     oracle: str | None = typer.Option(None, "--oracle", help="TTS: feed the back end each cut's real data instead of sampled "
                                       "tokens, one row of its loss waterfall (use another --set-name): tokens (the LM's books of the "
-                                      "real SSET tokens), books:K (the first K real books), features (the real features into the "
+                                      "real SSET tokens), teacher (the LM's most likely token at each position given the real ones "
+                                      "before it), books:K (the first K real books), features (the real features into the "
                                       "speech decoder) or mel (the real audio's mel into the vocoder alone)."),
     oracle_tokens: bool = typer.Option(False, "--oracle-tokens", hidden=True, help="The older spelling of --oracle tokens."),
     overwrite: bool = typer.Option(False, help="Redo a finished decode with other settings."),
