@@ -376,6 +376,26 @@ def test_sampling_filters():
     assert torch.isfinite(filter_logits(logits, SamplingConfig(top_p=0.01))).sum() == 1
 
 
+def test_nucleus_from_the_top_k_equals_the_full_sort():
+    """`nucleus` sorts only the top k (grown as needed): the mask of sorting all V tokens, except
+    where a token's mass-before sits within float rounding of top_p."""
+    from polyspeech_cli.decode.search import nucleus
+
+    g = torch.Generator().manual_seed(0)
+    grown = 0
+    for scale in (0.1, 1.0, 3.0, 10.0):
+        for top_p in (0.05, 0.5, 0.9, 0.99):
+            probs = (torch.randn(8, 2554, generator=g) * scale).softmax(-1)
+            order = probs.argsort(-1, descending=True)
+            before = probs.gather(-1, order).cumsum(-1) - probs.gather(-1, order)
+            want = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, before <= top_p)
+            near = torch.zeros_like(want).scatter(-1, order, (before - top_p).abs() < 1e-5)
+            got = nucleus(probs, top_p)
+            assert torch.equal(got | near, want | near) and got.any(-1).all()
+            grown += int(want.sum(-1).max() > 64)  # cases where the first 64 did not cover top_p
+    assert grown >= 3
+
+
 # ---- the CLI stage ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("seen", ["o", "u"])
 def test_ngram_fusion_decides_what_the_acoustics_leave_open(system, random_lm, seen):
