@@ -11,7 +11,7 @@
 #
 # --ngram-weights "W ...": each ASR variant is also decoded with beam 8, CTC weight 0.8 and a character
 # 6-gram of its training transcripts fused at each weight (egs/mini's decoding, README "Decoding"); the
-# table gets a column per weight.
+# table lists them in one column ("0.3: CER, 0.5: CER").
 #
 # A variant is `dN` (model.dropout N) followed by any of `+sa` (SpecAugment: 2 frequency masks of
 # up to 27 bins, 2 time masks of up to 5% of the frames), `+ls` (label smoothing 0.1) and `+sp`
