@@ -8,16 +8,17 @@ from pathlib import Path
 import typer
 
 from polyspeech_cli.commands import cli_command, console
+from polyspeech_cli.decode.options import TTSOptions  # torch-free: the defaults below are its fields (chosen on dev)
 
-_TEMP = typer.Option(1.0, help="TTS: sampling temperature.")
-_TOPK = typer.Option(0, help="TTS: sample among the k most likely tokens (0 = all).")
-_TOPP = typer.Option(0.5, help="TTS: nucleus sampling mass (1 = off).")
-_MINR = typer.Option(0.5, help="TTS: min length, x the expected length (training speech tokens per text unit x text units).")
-_MAXR = typer.Option(2.0, help="TTS: max length, x the expected length.")
-_SEED = typer.Option(0, help="TTS: sampling seed.")
-_RASW = typer.Option(10, help="TTS: repetition-aware sampling window (VALL-E 2): a token already over --repetition-threshold "
-                     "of the last N is redrawn from the whole distribution (0 = off).")
-_RAST = typer.Option(0.1, help="TTS: repetition-aware sampling threshold (share of the window).")
+_TEMP = typer.Option(TTSOptions.temperature, help="TTS: sampling temperature.")
+_TOPK = typer.Option(TTSOptions.top_k, help="TTS: sample among the k most likely tokens (0 = all).")
+_TOPP = typer.Option(TTSOptions.top_p, help="TTS: nucleus sampling mass (1 = off).")
+_MINR = typer.Option(TTSOptions.min_ratio, help="TTS: min length, x the expected length (training speech tokens per text unit x text units).")
+_MAXR = typer.Option(TTSOptions.max_ratio, help="TTS: max length, x the expected length.")
+_SEED = typer.Option(TTSOptions.seed, help="TTS: sampling seed.")
+_RASW = typer.Option(TTSOptions.repetition_window, help="TTS: repetition-aware sampling window (VALL-E 2): a token already over "
+                     "--repetition-threshold of the last N is redrawn from the whole distribution (0 = off).")
+_RAST = typer.Option(TTSOptions.repetition_threshold, help="TTS: repetition-aware sampling threshold (share of the window).")
 _CODEC = typer.Option(None, help="TTS: SSET codec dir/checkpoint (default: from the cuts' sset.json, else EXP/../codec).")
 _VOCODER = typer.Option(None, help="TTS: speech decoder exp dir (default EXP/../vocoder).")
 
@@ -59,7 +60,7 @@ def decode(
     device: str = typer.Option("cpu", help="Where the LM runs: cpu, cuda, cuda:N, or auto (a visible GPU, else the CPU)."),
 ) -> None:
     """Decode a cut set with a trained LM: ASR, LID, GID or TTS -> EXP/decode_<task>_<set>/."""
-    from polyspeech_cli.decode.options import DecodeOptions, TTSOptions, already_decoded, finished_decode
+    from polyspeech_cli.decode.options import DecodeOptions, already_decoded, finished_decode
 
     opts = DecodeOptions(task=task, set_name=set_name, batch_size=batch_size, beam_size=beam_size, length_penalty=length_penalty,
                          ctc_weight=ctc_weight, max_len_ratio=max_len_ratio, ngram=str(ngram) if ngram else None, lm_weight=lm_weight,
@@ -118,7 +119,6 @@ def synthesize(
     threads: int = typer.Option(1, help="torch CPU threads."),
 ) -> None:
     """Synthesize one sentence in the voice of a prompt recording."""
-    from polyspeech_cli.decode.options import TTSOptions
     from polyspeech_cli.decode.run import synthesize as run
 
     _threads(threads)

@@ -174,6 +174,8 @@ def sample(session, min_new: list[int], max_new: list[int], allowed: Callable[[i
         tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
         if cfg.repetition_window > 0:
             repeated = (recent == tok[:, None]).sum(1) > cfg.repetition_threshold * cfg.repetition_window
+            # Drawn at every step and used only where a row repeats: the generator advances the same
+            # whatever repeats, so one row's repetition does not shift the other rows' draws.
             anew = torch.multinomial((logits / max(cfg.temperature, 1e-5)).softmax(-1), 1, generator=generator)[:, 0]
             tok = torch.where(repeated & (tok != eos), anew, tok)
             recent = torch.cat([recent[:, 1:], tok[:, None]], dim=1)
